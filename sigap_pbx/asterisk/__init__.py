@@ -1,0 +1,1 @@
+"""Files and paths of the Asterisk instance the controller drives."""

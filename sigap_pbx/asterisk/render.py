@@ -1,0 +1,212 @@
+"""Render the site's Asterisk files from the controller's configuration.
+
+The static files in asterisk-config/ and dialplans/ are copied as they are; the values
+that differ per site (addresses, ports, secrets, trunk sources, queue timings, prompt
+paths) go into `*_site.conf` files that the static ones include. Every name written
+here was validated by the configuration's patterns, so none can open a new section or
+break out of a dial string.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from sigap_pbx.asterisk.paths import InstancePaths
+from sigap_pbx.config import Config, OperatorConfig, load_secrets
+
+HEADER = "; Rendered by `sigap render-config` from the controller's configuration.\n"
+HEADER += "; Do not edit: change sigap.toml and render again.\n"
+
+
+def project_dir() -> Path:
+    """Return the checkout (or install prefix) holding asterisk-config/ and dialplans/."""
+    env = os.environ.get("SIGAP_PROJECT_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[2]
+
+
+def _phone(op: OperatorConfig, password: str, qualify: int) -> str:
+    name = op.endpoint
+    return f"""
+; {op.name or name}
+[{name}](phone-template)
+transport = transport-phones
+auth = {name}
+aors = {name}
+callerid = "{(op.name or name).replace('"', "")}" <{name}>
+
+[{name}]
+type = auth
+auth_type = digest
+username = {name}
+password = {password}
+
+[{name}](phone-aor-template)
+qualify_frequency = {qualify}
+"""
+
+
+def render_pjsip(config: Config, secrets: dict[str, str]) -> str:
+    sip = config.sip
+    trunk_host, trunk_port = sip.trunk_bind.rsplit(":", 1)
+    op_host, op_port = sip.operator_bind.rsplit(":", 1)
+    parts = [
+        HEADER,
+        f"""
+; The carrier faces this transport.
+[transport-trunk]
+type = transport
+protocol = udp
+bind = {trunk_host}:{trunk_port}
+
+; Operator, supervisor and on-call phones register on this one.
+[transport-phones]
+type = transport
+protocol = udp
+bind = {op_host}:{op_port}
+""",
+    ]
+    for trunk in sip.trunks:
+        matches = ",".join(trunk.match)
+        parts.append(
+            f"""
+[{trunk.name}](trunk-template)
+transport = transport-trunk
+
+[{trunk.name}-identify]
+type = identify
+endpoint = {trunk.name}
+match = {matches}
+"""
+        )
+    phones = [*sip.operators, sip.supervisor, sip.oncall]
+    for op in phones:
+        parts.append(_phone(op, secrets[f"sip.{op.endpoint}"], sip.qualify_seconds))
+    return "".join(parts)
+
+
+def render_manager(config: Config, secrets: dict[str, str]) -> str:
+    ami = config.ami
+    return f"""{HEADER}
+port = {ami.port}
+bindaddr = {ami.host}
+
+; The controller's user: loopback only, and only the classes it needs. It has no
+; "command" or "config" write class, so it cannot run CLI commands or edit files.
+[{ami.username}]
+secret = {secrets["ami"]}
+deny = 0.0.0.0/0.0.0.0
+permit = {ami.host}/255.255.255.255
+read = system,call,agent,user
+write = system,call,agent,originate
+; A controller that stops reading is dropped after this many ms instead of stalling
+; Asterisk's event delivery.
+writetimeout = 1000
+; Events the controller never uses, dropped by Asterisk before they are sent.
+eventfilter = !Event: Newexten
+eventfilter = !Event: VarSet
+eventfilter = !Event: RTCP
+eventfilter = !Event: NewConnectedLine
+eventfilter = !Event: DTMF
+"""
+
+
+def render_queues(config: Config, paths: InstancePaths) -> str:
+    queue = config.queue
+    announce = paths.inner_prompts / "still-in-queue"
+    body = [HEADER]
+    for name in (queue.name, queue.backup_name):
+        body.append(
+            f"""
+[{name}](emergency-queue)
+; Seconds each ring attempt lasts before the queue tries again.
+timeout = {queue.ring_seconds}
+; "Anda masih dalam antrean..." every {queue.periodic_announce_seconds} s.
+periodic-announce = {announce}
+periodic-announce-frequency = {queue.periodic_announce_seconds}
+"""
+        )
+    return "".join(body)
+
+
+def render_musiconhold(paths: InstancePaths) -> str:
+    prompts = paths.inner_prompts
+    return f"""{HEADER}
+; Played to a waiting caller: the greeting once (00-greeting sorts first), then the
+; ring tone (99-ringback) looped for as long as the caller waits.
+[sigap-wait]
+mode = files
+directory = {prompts}/moh-wait
+sort = alpha
+loop_last = yes
+
+; The ring tone alone, for the later steps of the overflow chain.
+[sigap-ring]
+mode = files
+directory = {prompts}/moh-ring
+sort = alpha
+"""
+
+
+def render_extensions(config: Config, paths: InstancePaths) -> str:
+    queue = config.queue
+    lines = [
+        HEADER,
+        "\n[globals]\n",
+        "; Defaults used when the controller has not set the AstDB key.\n",
+        f"SIGAP_DEFAULT_QUEUE={queue.name}\n",
+        f"SIGAP_DEFAULT_OVERFLOW_AFTER={queue.overflow_after_seconds}\n",
+        f"SIGAP_DEFAULT_BACKUP_QUEUE={queue.backup_name}\n",
+        f"SIGAP_DEFAULT_BACKUP_WAIT={queue.backup_wait_seconds}\n",
+        f"SIGAP_DEFAULT_SUPERVISOR={config.sip.supervisor.endpoint}\n",
+        f"SIGAP_DEFAULT_SUPERVISOR_RING={queue.supervisor_ring_seconds}\n",
+        f"SIGAP_DEFAULT_ONCALL={config.sip.oncall.endpoint}\n",
+        f"SIGAP_DEFAULT_ONCALL_RING={queue.oncall_ring_seconds}\n",
+        f"SIGAP_PROMPTS={paths.inner_prompts}\n",
+        f"SIGAP_AGI_HOST={config.agi.host}\n",
+        f"SIGAP_AGI_PORT={config.agi.port}\n",
+        f"SIGAP_AGI_WAIT={config.agi.operator_wait_seconds}\n",
+        f"SIGAP_HEARTBEAT_STALE={config.controller.heartbeat_stale_seconds}\n",
+        "\n; Calls from the carrier trunk: the emergency numbers only, as literals.\n",
+        "[sigap-trunk-inbound]\n",
+    ]
+    for number in config.sip.emergency_numbers:
+        lines.append(f"exten => {number},1,Set(SIGAP_DIALLED={number})\n")
+        lines.append(" same => n,Goto(sigap-emergency,s,1)\n")
+    return "".join(lines)
+
+
+def render_rtp(config: Config) -> str:
+    return f"{HEADER}rtpstart = {config.sip.rtp_start}\nrtpend = {config.sip.rtp_end}\n"
+
+
+def render_config(config: Config, out: Path | None = None) -> Path:
+    """Write the complete Asterisk configuration directory and return its path."""
+    out = out or config.asterisk_etc_dir
+    paths = InstancePaths.for_instance(config.site.instance)
+    secrets = load_secrets(config)
+    source = project_dir()
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in out.glob("*.conf"):
+        stale.unlink()
+    for folder in ("asterisk-config", "dialplans"):
+        for conf in sorted((source / folder).glob("*.conf")):
+            shutil.copyfile(conf, out / conf.name)
+    site_files = {
+        "pjsip_site.conf": render_pjsip(config, secrets),
+        "manager_site.conf": render_manager(config, secrets),
+        "queues_site.conf": render_queues(config, paths),
+        "musiconhold_site.conf": render_musiconhold(paths),
+        "extensions_site.conf": render_extensions(config, paths),
+        "rtp_site.conf": render_rtp(config),
+    }
+    for name, text in site_files.items():
+        target = out / name
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+    os.chmod(out, 0o700)
+    return out

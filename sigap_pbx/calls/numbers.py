@@ -1,0 +1,40 @@
+"""Caller number normalisation for call records.
+
+Carriers deliver the calling number in several forms (0812..., 62812..., +62812...,
+with spaces or dashes). Records keep the number as received and a normalised E.164
+form, so that calls from one phone group together whatever the trunk sent.
+"""
+
+from __future__ import annotations
+
+import re
+
+_SEPARATORS = re.compile(r"[\s().-]")
+_WITHHELD = {"", "anonymous", "unknown", "unavailable", "private", "restricted"}
+
+
+def normalise_number(raw: str | None, country_code: str = "62") -> str:
+    """Return `+<country><national>` for a recognisable number, else its digits.
+
+    A withheld or empty caller ID gives ''. Anything that is not a phone number after
+    removing separators (letters, SIP URIs) is reduced to its digits, so a record
+    never stores caller-controlled punctuation in this field.
+    """
+    if raw is None:
+        return ""
+    text = _SEPARATORS.sub("", raw.strip())
+    if text.lower() in _WITHHELD:
+        return ""
+    plus = text.startswith("+")
+    digits = re.sub(r"\D", "", text)
+    if not digits:
+        return ""
+    if plus:
+        return "+" + digits
+    if digits.startswith("00"):
+        return "+" + digits[2:]
+    if digits.startswith(country_code) and len(digits) >= 9 + len(country_code) - 2:
+        return "+" + digits
+    if digits.startswith("0") and len(digits) >= 8:
+        return "+" + country_code + digits[1:]
+    return digits

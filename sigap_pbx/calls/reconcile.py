@@ -1,0 +1,263 @@
+"""Rebuild calls the controller missed from the CEL rows Asterisk writes itself.
+
+Asterisk logs every channel event to LOGDIR/cel.db (cel_sqlite3_custom) whether or not
+the controller is running. A pass reads the rows after the last checkpoint, groups
+them by linkedid, and for every call that has ended (its LINKEDID_END row is there)
+and is missing from the store, or is still `in_progress` there, writes the record
+from those rows, marked `reconciled`. Calls still in progress are left for a later
+pass, so the checkpoint never moves past their first row.
+
+Reading is idempotent: a call the live path recorded in full is skipped, and the
+store's upsert keeps one record per uniqueid, so a pass may safely repeat rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from sigap_pbx.calls.numbers import normalise_number
+from sigap_pbx.calls.tracker import CALLER_CLEARED_CAUSES, INBOUND_CONTEXT, endpoint_of
+from sigap_pbx.store import CallOutcome, CallStore
+
+log = structlog.get_logger(__name__)
+
+CHECKPOINT = "cel_rowid"
+COLUMNS = (
+    "AcctId, eventtype, eventtime, cidname, cidnum, context, exten, channame, "
+    "appname, appdata, uniqueid, linkedid, peer, userdeftype, eventextra"
+)
+BATCH_ROWS = 20000
+
+
+@dataclass(frozen=True)
+class CelRow:
+    rowid: int
+    eventtype: str
+    eventtime: float
+    cidname: str
+    cidnum: str
+    context: str
+    exten: str
+    channame: str
+    appname: str
+    appdata: str
+    uniqueid: str
+    linkedid: str
+    peer: str
+    userdeftype: str
+    eventextra: str
+
+    @property
+    def at(self) -> datetime:
+        return datetime.fromtimestamp(self.eventtime, UTC)
+
+    def extra(self) -> dict[str, Any]:
+        try:
+            value = json.loads(self.eventextra) if self.eventextra else {}
+        except json.JSONDecodeError:
+            return {}
+        return value if isinstance(value, dict) else {}
+
+
+def read_cel_rows(path: Path, after_rowid: int, limit: int = BATCH_ROWS) -> list[CelRow]:
+    """Read CEL rows after `after_rowid` (blocking; run it in a thread)."""
+    if not path.exists():
+        return []
+    # Read-only, and wait out Asterisk's write locks (its SQLite uses a rollback
+    # journal, so a reader can meet a lock while a row is written).
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
+    try:
+        cursor = connection.execute(
+            f"SELECT {COLUMNS} FROM cel WHERE AcctId > ? ORDER BY AcctId LIMIT ?",
+            (after_rowid, limit),
+        )
+        rows = []
+        for raw in cursor:
+            values = [("" if value is None else value) for value in raw]
+            values[0] = int(values[0])
+            values[2] = _epoch(values[2])
+            rows.append(CelRow(*[values[0], *map(_text_or_float, values[1:])]))
+        return rows
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return []
+        raise
+    finally:
+        connection.close()
+
+
+def _text_or_float(value: Any) -> Any:
+    return value if isinstance(value, float) else str(value)
+
+
+def _epoch(value: Any) -> float:
+    """CEL times are epoch seconds (float) or, with another dateformat, a text date."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return datetime.fromisoformat(str(value)).replace(tzinfo=UTC).timestamp()
+
+
+def build_call(rows: list[CelRow], country_code: str) -> tuple[str, dict[str, Any]] | None:
+    """Return (uniqueid, fields) for one finished call's rows, or None if not a 112 call."""
+    start = next(
+        (r for r in rows if r.eventtype == "CHAN_START" and r.context == INBOUND_CONTEXT),
+        None,
+    )
+    if start is None:
+        return None
+    caller = start.uniqueid
+    mine = [r for r in rows if r.uniqueid == caller]
+    fields: dict[str, Any] = {
+        "linkedid": start.linkedid,
+        "channel": start.channame,
+        "caller_number": normalise_number(start.cidnum, country_code),
+        "caller_number_raw": start.cidnum,
+        "caller_name": start.cidname,
+        "trunk": endpoint_of(start.channame) or "",
+        "dialled_number": start.exten,
+        "arrived_at": start.at,
+        "reconciled": True,
+    }
+    queue_start = next((r for r in mine if r.eventtype == "APP_START" and r.appname == "Queue"), None)
+    if queue_start is not None:
+        fields["queued_at"] = queue_start.at
+        fields["queue"] = queue_start.appdata.split(",", 1)[0]
+    stage = None
+    for row in mine:
+        if row.eventtype in ("USER_DEFINED", "sigap_overflow") and row.userdeftype == "sigap_overflow":
+            candidate = str(row.extra().get("extra", ""))
+            if candidate in ("backup", "supervisor", "oncall"):
+                stage = candidate
+    answered = next(
+        (r for r in mine if r.eventtype == "BRIDGE_ENTER" and r.peer), None
+    )
+    hangup = next((r for r in mine if r.eventtype == "HANGUP"), None)
+    cause = None
+    if hangup is not None:
+        fields["ended_at"] = hangup.at
+        cause = hangup.extra().get("hangupcause")
+        fields["hangup_cause"] = int(cause) if isinstance(cause, int | str) and str(cause).isdigit() else None
+    if stage is not None:
+        fields["overflow_stage"] = stage
+    if answered is not None:
+        who = endpoint_of(answered.peer)
+        fields["answered_at"] = answered.at
+        fields["wait_seconds"] = answered.eventtime - start.eventtime
+        if stage is None or stage == "backup":
+            fields["operator"] = who
+            fields["operator_interface"] = f"PJSIP/{who}" if who else None
+        if stage is not None:
+            fields["answered_by"] = who
+        if hangup is not None:
+            fields["talk_seconds"] = hangup.eventtime - answered.eventtime
+        fields["outcome"] = CallOutcome.ANSWERED if stage is None else CallOutcome.OVERFLOWED
+    else:
+        if hangup is not None:
+            fields["wait_seconds"] = hangup.eventtime - start.eventtime
+        if stage is not None:
+            fields["outcome"] = CallOutcome.OVERFLOWED
+        elif queue_start is not None:
+            fields["outcome"] = CallOutcome.ABANDONED_IN_QUEUE
+        elif cause is None or int(cause) in CALLER_CLEARED_CAUSES:
+            fields["outcome"] = CallOutcome.ABANDONED_BEFORE_QUEUE
+        else:
+            fields["outcome"] = CallOutcome.FAILED
+    return caller, {k: v for k, v in fields.items() if v is not None}
+
+
+class Reconciler:
+    """Run reconciliation passes; only one pass runs at a time."""
+
+    def __init__(self, store: CallStore, cel_path: Path, *, country_code: str = "62") -> None:
+        self.store = store
+        self.cel_path = cel_path
+        self.country_code = country_code
+        self._lock = asyncio.Lock()
+        self.reconciled_total = 0
+
+    async def run_pass(self, reason: str) -> int:
+        """Reconcile every finished call after the checkpoint; return how many were written."""
+        async with self._lock:
+            written = 0
+            while True:
+                batch_written, more = await self._one_batch()
+                written += batch_written
+                if not more:
+                    break
+            if written:
+                log.warning("calls_reconciled_from_cel", count=written, reason=reason)
+            else:
+                log.debug("reconcile_pass_clean", reason=reason)
+            self.reconciled_total += written
+            return written
+
+    async def _one_batch(self) -> tuple[int, bool]:
+        after = int(await self.store.get_checkpoint(CHECKPOINT) or 0)
+        rows = await asyncio.to_thread(read_cel_rows, self.cel_path, after)
+        if not rows:
+            return 0, False
+        by_linkedid: dict[str, list[CelRow]] = defaultdict(list)
+        for row in rows:
+            by_linkedid[row.linkedid].append(row)
+        finished = {
+            linkedid
+            for linkedid, group in by_linkedid.items()
+            if any(r.eventtype == "LINKEDID_END" for r in group)
+        }
+        written = 0
+        for linkedid in sorted(finished, key=lambda lid: by_linkedid[lid][0].rowid):
+            written += await self._reconcile_call(by_linkedid[linkedid])
+        unfinished = [by_linkedid[lid][0].rowid for lid in by_linkedid if lid not in finished]
+        full_batch = len(rows) >= BATCH_ROWS
+        if unfinished:
+            checkpoint = min(unfinished) - 1
+        else:
+            checkpoint = rows[-1].rowid
+        if checkpoint > after:
+            await self.store.set_checkpoint(CHECKPOINT, str(checkpoint))
+        # NOTE: a call longer than one batch of rows keeps the checkpoint still; the
+        # next pass starts from its first row again, which is safe but repeats work.
+        return written, full_batch and checkpoint > after
+
+    async def _reconcile_call(self, rows: list[CelRow]) -> int:
+        built = build_call(rows, self.country_code)
+        if built is None:
+            return 0
+        uniqueid, fields = built
+        existing = await self.store.get_call(uniqueid=uniqueid)
+        if existing is not None and existing.outcome != CallOutcome.IN_PROGRESS:
+            return 0
+        if existing is not None:
+            # The live path saw the start; keep what it recorded and fill the rest.
+            fields = {k: v for k, v in fields.items() if getattr(existing, k, None) is None
+                      or k in ("outcome", "ended_at", "reconciled")}
+        call_id = await self.store.upsert_call(uniqueid, **fields)
+        for row in rows:
+            if row.uniqueid != uniqueid and row.eventtype not in ("BRIDGE_ENTER", "ANSWER"):
+                continue
+            await self.store.add_event(
+                call_id,
+                at=row.at,
+                source="cel",
+                kind=row.eventtype if row.eventtype != "sigap_overflow" else "USER_DEFINED",
+                dedupe_key=f"cel:{row.rowid}",
+                data={
+                    "channel": row.channame,
+                    "application": row.appname,
+                    "data": row.appdata,
+                    "peer": row.peer,
+                    "extra": row.eventextra,
+                },
+            )
+        log.info("call_reconciled", uniqueid=uniqueid, outcome=str(fields.get("outcome")))
+        return 1

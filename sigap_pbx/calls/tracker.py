@@ -1,0 +1,511 @@
+"""Follow every 112 call through AMI events and record it.
+
+A call starts with the `Newchannel` of the trunk's channel in the inbound context; its
+uniqueid is the call's key, and every other channel of the call (the operator legs
+that a ring-all queue rings at once, Local channels, the overflow lines) shares its
+linkedid. Events are applied at once to an in-memory state per call and per leg, and
+the resulting writes go through one ordered queue to the store, so the AMI reader
+never waits for the database and a slow database never reorders a call's timeline.
+
+Times come from the `Timestamp` header that Asterisk adds (timestampevents = yes), so
+figures stay right when events are read late. Wait is counted from the call's arrival
+at the PBX, as the answer-time standards require, not from queue entry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import re
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+
+from sigap_pbx.calls.numbers import normalise_number
+from sigap_pbx.store import CallOutcome, CallStore
+from sigap_pbx.wire.ami import Event
+
+log = structlog.get_logger(__name__)
+
+INBOUND_CONTEXT = "sigap-trunk-inbound"
+# Causes that mean the caller (or the network on the caller's behalf) ended the call,
+# as opposed to a failure on our side. Q.850: 16 normal clearing, 17 busy, 18 no user
+# responding, 19 no answer, 31 normal unspecified, 127 interworking.
+CALLER_CLEARED_CAUSES = {16, 17, 18, 19, 31, 127}
+# Calls ended longer ago than this are forgotten; later events for them are ignored.
+ENDED_CALL_MEMORY_SECONDS = 120.0
+_ENDPOINT_OF_CHANNEL = re.compile(r"^PJSIP/(?P<endpoint>[^-/]+(?:-[^-/]+)*?)-[0-9a-f]{8}")
+
+# Events that belong in a call's timeline.
+TIMELINE_EVENTS = {
+    "Newchannel",
+    "Newstate",
+    "QueueCallerJoin",
+    "QueueCallerLeave",
+    "QueueCallerAbandon",
+    "AgentCalled",
+    "AgentRingNoAnswer",
+    "AgentConnect",
+    "AgentComplete",
+    "DialBegin",
+    "DialEnd",
+    "UserEvent",
+    "Hangup",
+}
+
+
+def endpoint_of(channel: str | None) -> str | None:
+    """Return the PJSIP endpoint of a channel name (`PJSIP/op1-0000002a` -> `op1`)."""
+    if not channel:
+        return None
+    match = _ENDPOINT_OF_CHANNEL.match(channel)
+    return match.group("endpoint") if match else None
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _when(event: Event) -> datetime:
+    stamp = _float(event.get("Timestamp"))
+    return datetime.fromtimestamp(stamp if stamp is not None else time.time(), UTC)
+
+
+@dataclass
+class Leg:
+    uniqueid: str
+    channel: str
+    interface: str | None = None
+    member_name: str | None = None
+    called_at: datetime | None = None
+    outcome: str = "ringing"
+
+
+@dataclass
+class LiveCall:
+    uniqueid: str
+    linkedid: str
+    channel: str
+    arrived_at: datetime
+    queue: str | None = None
+    queued_at: datetime | None = None
+    answered_at: datetime | None = None
+    ended_at: datetime | None = None
+    stage: str | None = None
+    outcome: str = CallOutcome.IN_PROGRESS
+    legs: dict[str, Leg] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StoreOp:
+    """One ordered write: an upsert of the call, of a leg, or a timeline event."""
+
+    kind: str
+    call_uniqueid: str
+    payload: dict[str, Any]
+
+
+class CallTracker:
+    """Turn AMI events into call records; all writes go through `run_writer`."""
+
+    def __init__(
+        self,
+        store: CallStore,
+        *,
+        primary_queue: str = "operators",
+        country_code: str = "62",
+        inbound_context: str = INBOUND_CONTEXT,
+    ) -> None:
+        self.store = store
+        self.primary_queue = primary_queue
+        self.country_code = country_code
+        self.inbound_context = inbound_context
+        self.calls: dict[str, LiveCall] = {}
+        self._ended: OrderedDict[str, float] = OrderedDict()
+        self._ops: asyncio.Queue[StoreOp] = asyncio.Queue()
+        self._call_ids: dict[str, int] = {}
+        self.events_seen = 0
+        self.writes_done = 0
+
+    # Event entry point (called by the AMI client, must not block) -------------------
+
+    def on_event(self, event: Event) -> None:
+        self.events_seen += 1
+        name = event.name
+        if name == "Newchannel" and event.get("Context") == self.inbound_context:
+            self._start_call(event)
+            return
+        call = self.calls.get(event.get("Linkedid") or "")
+        if call is None:
+            return
+        with structlog.contextvars.bound_contextvars(
+            uniqueid=call.uniqueid, linkedid=call.linkedid
+        ):
+            if name in TIMELINE_EVENTS:
+                self._timeline(call, event)
+            handler = getattr(self, f"_on_{name}", None)
+            if handler is not None:
+                handler(call, event)
+
+    # Handlers --------------------------------------------------------------------------
+
+    def _start_call(self, event: Event) -> None:
+        uniqueid = event.get("Uniqueid") or ""
+        linkedid = event.get("Linkedid") or uniqueid
+        if not uniqueid or linkedid in self.calls:
+            return
+        channel = event.get("Channel") or ""
+        call = LiveCall(
+            uniqueid=uniqueid,
+            linkedid=linkedid,
+            channel=channel,
+            arrived_at=_when(event),
+        )
+        self.calls[linkedid] = call
+        raw_number = event.get("CallerIDNum") or ""
+        if raw_number == "<unknown>":
+            raw_number = ""
+        name = event.get("CallerIDName") or ""
+        if name == "<unknown>":
+            name = ""
+        self._upsert(
+            call,
+            linkedid=linkedid,
+            channel=channel,
+            caller_number=normalise_number(raw_number, self.country_code),
+            caller_number_raw=raw_number,
+            caller_name=name,
+            trunk=endpoint_of(channel) or "",
+            dialled_number=event.get("Exten") or "",
+            arrived_at=call.arrived_at,
+        )
+        with structlog.contextvars.bound_contextvars(uniqueid=uniqueid, linkedid=linkedid):
+            log.info("call_arrived", channel=channel, dialled=event.get("Exten"))
+            self._timeline(call, event)
+
+    def _on_QueueCallerJoin(self, call: LiveCall, event: Event) -> None:
+        if event.get("Uniqueid") != call.uniqueid:
+            return
+        queue = event.get("Queue")
+        if call.queued_at is None:
+            call.queued_at = _when(event)
+            call.queue = queue
+            self._upsert(call, queued_at=call.queued_at, queue=queue)
+
+    def _on_AgentCalled(self, call: LiveCall, event: Event) -> None:
+        leg_id = event.get("DestUniqueid")
+        if not leg_id:
+            return
+        leg = Leg(
+            uniqueid=leg_id,
+            channel=event.get("DestChannel") or "",
+            interface=event.get("Interface"),
+            member_name=event.get("MemberName"),
+            called_at=_when(event),
+        )
+        call.legs[leg_id] = leg
+        self._upsert_leg(
+            call,
+            leg_id,
+            channel=leg.channel,
+            interface=leg.interface,
+            member_name=leg.member_name,
+            queue=event.get("Queue"),
+            called_at=leg.called_at,
+            outcome="ringing",
+        )
+
+    def _on_AgentRingNoAnswer(self, call: LiveCall, event: Event) -> None:
+        leg_id = event.get("DestUniqueid")
+        if leg_id in call.legs:
+            call.legs[leg_id].outcome = "no_answer"
+            ring_ms = _float(event.get("RingTime"))
+            self._upsert_leg(
+                call,
+                leg_id,
+                outcome="no_answer",
+                ended_at=_when(event),
+                ring_seconds=ring_ms / 1000 if ring_ms is not None else None,
+            )
+
+    def _on_AgentConnect(self, call: LiveCall, event: Event) -> None:
+        if event.get("Uniqueid") != call.uniqueid:
+            return
+        when = _when(event)
+        member = event.get("MemberName")
+        call.answered_at = when
+        call.outcome = CallOutcome.ANSWERED if call.stage is None else CallOutcome.OVERFLOWED
+        fields: dict[str, Any] = dict(
+            answered_at=when,
+            operator=member,
+            operator_interface=event.get("Interface"),
+            wait_seconds=(when - call.arrived_at).total_seconds(),
+            outcome=call.outcome,
+        )
+        if call.stage is not None:
+            fields["answered_by"] = member
+        self._upsert(call, **fields)
+        leg_id = event.get("DestUniqueid")
+        if leg_id:
+            if leg_id in call.legs:
+                call.legs[leg_id].outcome = "answered"
+            ring_ms = _float(event.get("RingTime"))
+            self._upsert_leg(
+                call,
+                leg_id,
+                channel=event.get("DestChannel"),
+                interface=event.get("Interface"),
+                member_name=member,
+                connected_at=when,
+                outcome="answered",
+                ring_seconds=ring_ms if ring_ms is not None else None,
+            )
+        log.info("call_answered", operator=member, wait=fields["wait_seconds"])
+
+    def _on_AgentComplete(self, call: LiveCall, event: Event) -> None:
+        talk = _float(event.get("TalkTime"))
+        if talk is not None:
+            self._upsert(call, talk_seconds=talk)
+        leg_id = event.get("DestUniqueid")
+        if leg_id:
+            self._upsert_leg(call, leg_id, ended_at=_when(event))
+
+    def _on_QueueCallerAbandon(self, call: LiveCall, event: Event) -> None:
+        if event.get("Uniqueid") != call.uniqueid:
+            return
+        when = _when(event)
+        outcome = (
+            CallOutcome.ABANDONED_IN_QUEUE if call.stage is None else CallOutcome.OVERFLOWED
+        )
+        call.outcome = outcome
+        self._upsert(
+            call,
+            outcome=outcome,
+            wait_seconds=(when - call.arrived_at).total_seconds(),
+        )
+        log.info("call_abandoned_in_queue", queue=event.get("Queue"))
+
+    def _on_UserEvent(self, call: LiveCall, event: Event) -> None:
+        if event.get("UserEvent") != "SigapOverflow" or event.get("Uniqueid") != call.uniqueid:
+            return
+        stage = event.get("Stage")
+        if stage not in ("backup", "supervisor", "oncall"):
+            return
+        call.stage = stage
+        call.outcome = CallOutcome.OVERFLOWED
+        self._upsert(call, overflow_stage=stage, outcome=CallOutcome.OVERFLOWED)
+        log.warning("call_overflowed", stage=stage, queue_status=event.get("QueueStatus"))
+
+    def _on_DialEnd(self, call: LiveCall, event: Event) -> None:
+        # The queue's own legs end with DialEnd too; only the overflow chain's Dial()
+        # to the supervisor or on-call line is handled here.
+        if call.stage not in ("supervisor", "oncall"):
+            return
+        if event.get("Uniqueid") != call.uniqueid or event.get("DialStatus") != "ANSWER":
+            return
+        when = _when(event)
+        endpoint = endpoint_of(event.get("DestChannel"))
+        call.answered_at = when
+        self._upsert(
+            call,
+            answered_at=when,
+            answered_by=endpoint,
+            wait_seconds=(when - call.arrived_at).total_seconds(),
+            outcome=CallOutcome.OVERFLOWED,
+        )
+        log.info("call_answered_by_overflow", answered_by=endpoint, stage=call.stage)
+
+    def _on_Hangup(self, call: LiveCall, event: Event) -> None:
+        when = _when(event)
+        leg_id = event.get("Uniqueid")
+        if leg_id != call.uniqueid:
+            if leg_id in call.legs:
+                leg = call.legs[leg_id]
+                final = leg.outcome if leg.outcome != "ringing" else "cancelled"
+                self._upsert_leg(call, leg_id, ended_at=when, outcome=final)
+            return
+        call.ended_at = when
+        cause = _int(event.get("Cause"))
+        fields: dict[str, Any] = dict(
+            ended_at=when,
+            hangup_cause=cause,
+            hangup_cause_text=event.get("Cause-txt"),
+        )
+        if call.answered_at is not None:
+            fields["talk_seconds"] = (when - call.answered_at).total_seconds()
+        else:
+            fields["wait_seconds"] = (when - call.arrived_at).total_seconds()
+        fields["outcome"] = self._final_outcome(call, cause)
+        self._upsert(call, **fields)
+        log.info("call_ended", outcome=str(fields["outcome"]), cause=cause)
+        del self.calls[call.linkedid]
+        self._remember_ended(call.linkedid)
+
+    def _final_outcome(self, call: LiveCall, cause: int | None) -> str:
+        if call.outcome != CallOutcome.IN_PROGRESS:
+            return call.outcome
+        if call.stage is not None:
+            return CallOutcome.OVERFLOWED
+        if call.queued_at is not None:
+            return CallOutcome.ABANDONED_IN_QUEUE
+        if cause is None or cause in CALLER_CLEARED_CAUSES:
+            return CallOutcome.ABANDONED_BEFORE_QUEUE
+        return CallOutcome.FAILED
+
+    # Resynchronisation after an AMI gap --------------------------------------------
+
+    def adopt_channel(self, entry: dict[str, str]) -> None:
+        """Track a live caller channel found by CoreShowChannels after a reconnect."""
+        if entry.get("Context") not in (self.inbound_context, "sigap-emergency"):
+            return
+        linkedid = entry.get("Linkedid") or entry.get("Uniqueid") or ""
+        if linkedid in self.calls or entry.get("Uniqueid") != linkedid:
+            return
+        duration = _parse_duration(entry.get("Duration"))
+        arrived = datetime.fromtimestamp(time.time() - duration, UTC)
+        call = LiveCall(
+            uniqueid=linkedid, linkedid=linkedid, channel=entry.get("Channel", ""),
+            arrived_at=arrived,
+        )
+        self.calls[linkedid] = call
+        raw_number = entry.get("CallerIDNum") or ""
+        self._upsert(
+            call,
+            linkedid=linkedid,
+            channel=call.channel,
+            caller_number=normalise_number(raw_number, self.country_code),
+            caller_number_raw=raw_number,
+            caller_name=entry.get("CallerIDName") or "",
+            trunk=endpoint_of(call.channel) or "",
+            arrived_at=arrived,
+        )
+        log.info("call_adopted_after_gap", uniqueid=linkedid, channel=call.channel)
+
+    def forget_calls_not_in(self, live_linkedids: set[str]) -> list[str]:
+        """Drop calls that ended while AMI was away; reconciliation records their end."""
+        gone = [linkedid for linkedid in self.calls if linkedid not in live_linkedids]
+        for linkedid in gone:
+            del self.calls[linkedid]
+            self._remember_ended(linkedid)
+        return gone
+
+    # Store writes ----------------------------------------------------------------
+
+    def _upsert(self, call: LiveCall, **fields: Any) -> None:
+        fields = {key: value for key, value in fields.items() if value is not None}
+        self._ops.put_nowait(StoreOp("call", call.uniqueid, fields))
+
+    def _upsert_leg(self, call: LiveCall, leg_id: str, **fields: Any) -> None:
+        fields = {key: value for key, value in fields.items() if value is not None}
+        self._ops.put_nowait(StoreOp("leg", call.uniqueid, {"uniqueid": leg_id, **fields}))
+
+    def _timeline(self, call: LiveCall, event: Event) -> None:
+        digest = hashlib.sha1(repr(event.headers).encode()).hexdigest()[:24]
+        data = event.as_dict()
+        data.pop("Privilege", None)
+        self._ops.put_nowait(
+            StoreOp(
+                "event",
+                call.uniqueid,
+                {
+                    "at": _when(event),
+                    "source": "ami",
+                    "kind": event.name if event.name != "UserEvent"
+                    else f"UserEvent:{event.get('UserEvent')}",
+                    "dedupe_key": f"ami:{digest}",
+                    "data": data,
+                },
+            )
+        )
+
+    def _remember_ended(self, linkedid: str) -> None:
+        now = time.monotonic()
+        self._ended[linkedid] = now
+        while self._ended:
+            oldest, ended_at = next(iter(self._ended.items()))
+            if now - ended_at <= ENDED_CALL_MEMORY_SECONDS:
+                break
+            self._ended.popitem(last=False)
+            self._call_ids.pop(oldest, None)
+
+    @property
+    def pending_writes(self) -> int:
+        return self._ops.qsize()
+
+    async def flush(self, timeout: float = 10.0) -> None:
+        """Wait until every queued write is in the store (for tests and shutdown)."""
+        await asyncio.wait_for(self._ops.join(), timeout)
+
+    async def run_writer(self) -> None:
+        """Apply queued writes in order; a failing database is retried, never skipped."""
+        while True:
+            op = await self._ops.get()
+            try:
+                await self._apply_with_retry(op)
+            finally:
+                self._ops.task_done()
+
+    async def _apply_with_retry(self, op: StoreOp) -> None:
+        delay = 0.2
+        while True:
+            try:
+                await self._apply(op)
+                self.writes_done += 1
+                return
+            except (ValueError, TypeError):
+                # A value the store rejects will be rejected again: log it whole.
+                log.exception("store_write_rejected", op=op.kind, uniqueid=op.call_uniqueid)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "store_write_failed_retrying",
+                    op=op.kind,
+                    uniqueid=op.call_uniqueid,
+                    error=f"{type(exc).__name__}: {exc}",
+                    retry_in=delay,
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _apply(self, op: StoreOp) -> None:
+        if op.kind == "call":
+            self._call_ids[op.call_uniqueid] = await self.store.upsert_call(
+                op.call_uniqueid, **op.payload
+            )
+            return
+        call_id = self._call_ids.get(op.call_uniqueid)
+        if call_id is None:
+            call_id = await self.store.upsert_call(op.call_uniqueid)
+            self._call_ids[op.call_uniqueid] = call_id
+        if op.kind == "leg":
+            payload = dict(op.payload)
+            await self.store.upsert_leg(call_id, payload.pop("uniqueid"), **payload)
+        else:
+            await self.store.add_event(call_id, **op.payload)
+
+
+def _parse_duration(text: str | None) -> float:
+    """Parse CoreShowChannel's `Duration: HH:MM:SS` into seconds (0 when absent)."""
+    if not text:
+        return 0.0
+    try:
+        hours, minutes, seconds = (int(part) for part in text.split(":"))
+    except ValueError:
+        return 0.0
+    return hours * 3600 + minutes * 60 + seconds

@@ -1,0 +1,368 @@
+"""Controller configuration: one TOML file, then environment variables on top.
+
+Every value is validated once at start. An invalid value raises `ConfigError`, whose
+message names the key, the rule it broke and how to fix it, so an administrator can act
+on it without reading this code.
+
+Environment variables are named after the key: `SIGAP_WEB__PORT=8200` sets `[web] port`.
+A double underscore separates the table from the key.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import secrets
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+ENV_PREFIX = "SIGAP_"
+DEFAULT_CONFIG_PATHS = (Path("sigap.toml"), Path("/etc/sigap/sigap.toml"))
+
+# Names that end up in Asterisk configuration, dial strings or AstDB keys. The patterns
+# are strict on purpose: anything else could break out of a dial string or a section.
+EndpointName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+]
+QueueName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+DialNumber = Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{1,20}$")]
+Secret = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.~+/=-]{12,128}$")]
+
+
+class ConfigError(Exception):
+    """Raised when the configuration is missing, unreadable or invalid."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _parse_hostport(value: str, *, key: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{value!r} is not HOST:PORT, e.g. 127.0.0.1:5060")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} in {key} is not an IP address") from None
+    return host, int(port)
+
+
+class SiteConfig(_Section):
+    name: str = "Sigap 112"
+    # Country calling code used to normalise national numbers (0812... -> +62812...).
+    country_code: Annotated[str, StringConstraints(pattern=r"^[1-9][0-9]{0,2}$")] = "62"
+    # Asterisk instance that scripts/asterisk.sh runs for this site.
+    instance: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")] = (
+        "dev"
+    )
+    # Generated secrets, rendered Asterisk files and prompts are written here.
+    state_dir: Path = Path("var")
+
+
+class TrunkConfig(_Section):
+    name: EndpointName = "carrier"
+    # Source addresses (or networks) the carrier sends from. Calls from anywhere else
+    # are not identified as this trunk.
+    match: list[str] = Field(default_factory=lambda: ["127.0.0.2"], min_length=1)
+
+    @field_validator("match")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)
+        return value
+
+
+class OperatorConfig(_Section):
+    endpoint: EndpointName
+    name: str = ""
+    # Left empty, a random password is generated into the secrets file.
+    password: Secret | None = None
+
+
+class SipConfig(_Section):
+    trunk_bind: str = "127.0.0.1:5060"
+    operator_bind: str = "127.0.0.1:5061"
+    rtp_start: int = Field(10000, ge=1024, le=65000)
+    rtp_end: int = Field(10999, ge=1025, le=65535)
+    # Seconds between OPTIONS probes to each operator phone; 0 turns probing off.
+    qualify_seconds: int = Field(15, ge=0, le=3600)
+    trunks: list[TrunkConfig] = Field(default_factory=lambda: [TrunkConfig()])
+    # Numbers the carrier may deliver for the emergency service. Only these are routed.
+    emergency_numbers: list[DialNumber] = Field(
+        default_factory=lambda: ["112"], min_length=1
+    )
+    operators: list[OperatorConfig] = Field(
+        default_factory=lambda: [
+            OperatorConfig(endpoint="op1", name="Operator 1"),
+            OperatorConfig(endpoint="op2", name="Operator 2"),
+        ]
+    )
+    # Lines on the overflow chain; they register like operator phones.
+    supervisor: OperatorConfig = OperatorConfig(endpoint="spv1", name="Supervisor")
+    oncall: OperatorConfig = OperatorConfig(endpoint="oncall1", name="On-call")
+
+    @field_validator("trunk_bind", "operator_bind")
+    @classmethod
+    def _check_bind(cls, value: str, info: Any) -> str:
+        _parse_hostport(value, key=f"sip.{info.field_name}")
+        return value
+
+    @model_validator(mode="after")
+    def _check_unique(self) -> SipConfig:
+        names = [op.endpoint for op in self.operators]
+        names += [self.supervisor.endpoint, self.oncall.endpoint]
+        names += [trunk.name for trunk in self.trunks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"endpoint names must be unique, repeated: {duplicates}")
+        if self.rtp_end <= self.rtp_start:
+            raise ValueError("rtp_end must be greater than rtp_start")
+        return self
+
+
+class QueueConfig(_Section):
+    name: QueueName = "operators"
+    backup_name: QueueName = "operators-backup"
+    # Seconds each attempt rings the operators before Asterisk tries again.
+    ring_seconds: int = Field(15, ge=5, le=120)
+    # Seconds a caller waits in the operators' queue before the overflow chain starts.
+    overflow_after_seconds: int = Field(30, ge=5, le=600)
+    backup_wait_seconds: int = Field(20, ge=5, le=600)
+    supervisor_ring_seconds: int = Field(20, ge=5, le=120)
+    oncall_ring_seconds: int = Field(30, ge=5, le=120)
+    # Seconds between "please stay on the line" announcements to a waiting caller.
+    periodic_announce_seconds: int = Field(15, ge=15, le=20)
+
+
+class AmiConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=1, le=65535)
+    username: EndpointName = "sigap"
+    # Left empty, a random secret is generated into the secrets file.
+    secret: Secret | None = None
+    # Seconds a pending AMI action may wait for its reply.
+    action_timeout: float = Field(5.0, gt=0, le=60)
+    reconnect_max_seconds: float = Field(10.0, ge=0.5, le=300)
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        if not ipaddress.ip_address(value).is_loopback:
+            raise ValueError("AMI must be reached on a loopback address")
+        return value
+
+
+class AgiConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(4573, ge=1, le=65535)
+    # Seconds a FastAGI client may take to send its environment block.
+    environment_timeout: float = Field(2.0, gt=0, le=30)
+    # Seconds an operator's feature code waits for the controller before the dialplan
+    # falls back to doing the action itself.
+    operator_wait_seconds: int = Field(4, ge=1, le=10)
+
+
+class ControllerConfig(_Section):
+    # The controller writes a heartbeat into AstDB this often; the dialplan treats the
+    # controller as down when the heartbeat is older than heartbeat_stale_seconds.
+    heartbeat_seconds: float = Field(1.0, ge=0.2, le=10)
+    heartbeat_stale_seconds: int = Field(3, ge=2, le=60)
+    # Seconds between reconciliation passes over Asterisk's CEL, as a safety net.
+    reconcile_seconds: float = Field(30.0, ge=1, le=3600)
+
+
+class DatabaseConfig(_Section):
+    # Empty means SQLite at STATE_DIR/sigap.db.
+    url: str = ""
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        if value and not re.match(r"^(sqlite\+aiosqlite|postgresql\+asyncpg)://", value):
+            raise ValueError(
+                "use sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB"
+            )
+        return value
+
+
+class WebConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8112, ge=1, le=65535)
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        if not ipaddress.ip_address(value).is_loopback:
+            raise ValueError(
+                "the web server has no user accounts yet, so it listens on a loopback "
+                "address only (127.0.0.1 or ::1)"
+            )
+        return value
+
+
+class PromptsConfig(_Section):
+    # A folder of the city's own recordings (e.g. greeting.wav, still-in-queue.mp3).
+    # A file here replaces the generated prompt of the same name.
+    custom_dir: Path | None = None
+
+
+class LoggingConfig(_Section):
+    format: Literal["console", "json"] = "console"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Config(_Section):
+    site: SiteConfig = SiteConfig()
+    sip: SipConfig = SipConfig()
+    queue: QueueConfig = QueueConfig()
+    ami: AmiConfig = AmiConfig()
+    agi: AgiConfig = AgiConfig()
+    controller: ControllerConfig = ControllerConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    web: WebConfig = WebConfig()
+    prompts: PromptsConfig = PromptsConfig()
+    logging: LoggingConfig = LoggingConfig()
+
+    @property
+    def state_dir(self) -> Path:
+        return self.site.state_dir.resolve()
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{self.state_dir / 'sigap.db'}"
+
+    @property
+    def asterisk_etc_dir(self) -> Path:
+        return self.state_dir / "asterisk-etc"
+
+    @property
+    def prompts_dir(self) -> Path:
+        return self.state_dir / "prompts"
+
+    @property
+    def secrets_path(self) -> Path:
+        return self.state_dir / "secrets.toml"
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    """Turn SIGAP_TABLE__KEY=value variables into a nested dict."""
+    tree: dict[str, Any] = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        path = name[len(ENV_PREFIX) :].lower().split("__")
+        node = tree
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _format_error(error: dict[str, Any], source: str) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    value = error.get("input")
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key in {source}; remove it or check its spelling"
+    rule = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "string_pattern_mismatch":
+        pattern = error.get("ctx", {}).get("pattern", "")
+        rule = f"must match {pattern}"
+    shown = repr(value) if not isinstance(value, dict) else "(table)"
+    if len(shown) > 80:
+        shown = shown[:77] + "..."
+    env_name = ENV_PREFIX + "__".join(str(p).upper() for p in error["loc"])
+    return (
+        f"{key} = {shown}: {rule}. Fix it in {source} or set {env_name}"
+        if "secret" not in key and "password" not in key
+        else f"{key}: {rule}. Fix it in {source} or set {env_name}"
+    )
+
+
+def load_config(
+    path: Path | None = None, environ: dict[str, str] | None = None
+) -> Config:
+    """Read the TOML file (if any), apply environment overrides and validate."""
+    environ = dict(os.environ if environ is None else environ)
+    data: dict[str, Any] = {}
+    source = "the defaults"
+    if path is None and environ.get("SIGAP_CONFIG"):
+        path = Path(environ["SIGAP_CONFIG"])
+    if path is None:
+        path = next((p for p in DEFAULT_CONFIG_PATHS if p.exists()), None)
+    if path is not None:
+        source = str(path)
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(
+                f"configuration file {path} not found; create it from "
+                "docs/sigap.example.toml or leave SIGAP_CONFIG unset to use defaults"
+            ) from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    data = _merge(data, _env_overrides(environ))
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        lines = [_format_error(err, source) for err in exc.errors()]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+
+
+def load_secrets(config: Config) -> dict[str, str]:
+    """Return the AMI secret and SIP passwords, generating missing ones.
+
+    Generated secrets go to STATE_DIR/secrets.toml with mode 0600 and are reused on the
+    next start, so phones keep working. Secrets given in the configuration win.
+    """
+    path = config.secrets_path
+    stored: dict[str, str] = {}
+    if path.exists():
+        stored = {k: str(v) for k, v in tomllib.loads(path.read_text()).items()}
+    wanted = {"ami": config.ami.secret}
+    sip = config.sip
+    for op in [*sip.operators, sip.supervisor, sip.oncall]:
+        wanted[f"sip.{op.endpoint}"] = op.password
+    result: dict[str, str] = {}
+    changed = False
+    for name, configured in wanted.items():
+        if configured:
+            result[name] = configured
+        elif name in stored:
+            result[name] = stored[name]
+        else:
+            result[name] = secrets.token_urlsafe(18)
+            changed = True
+    if changed or not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        body = "".join(f'"{k}" = "{v}"\n' for k, v in sorted(result.items()))
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write("# Generated by sigap; keep this file private.\n" + body)
+        os.chmod(path, 0o600)
+    return result

@@ -1,0 +1,81 @@
+"""Operators' feature codes served over FastAGI: log in (*11) and log out (*12).
+
+The dialplan runs these in a Local channel with a time limit and falls back to
+AddQueueMember/RemoveQueueMember itself when the controller does not answer, so a
+failure here delays an operator by at most a few seconds and never blocks a caller.
+The handler sets SIGAP_RESULT on the channel: `ok`, `rejected` (not an operator of
+this site) or `error` (the dialplan then does the action itself).
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from sigap_pbx.agi.server import AgiSession
+from sigap_pbx.ami.client import AmiActionFailed, AmiClient, AmiError
+from sigap_pbx.wire.dialstring import pjsip_interface, validate_endpoint
+from sigap_pbx.wire.errors import DialStringError
+
+log = structlog.get_logger(__name__)
+
+# app_queue's replies when the member is already in (or already out of) the queue.
+ALREADY_MEMBER = "already there"
+NOT_MEMBER = "not there"
+
+
+class OperatorFeatures:
+    def __init__(self, ami: AmiClient, queue: str, operators: set[str], timeout: float = 2.0):
+        self.ami = ami
+        self.queue = queue
+        self.operators = operators
+        self.timeout = timeout
+
+    async def login(self, session: AgiSession) -> None:
+        await self._run(session, "login")
+
+    async def logout(self, session: AgiSession) -> None:
+        await self._run(session, "logout")
+
+    async def _run(self, session: AgiSession, action: str) -> None:
+        try:
+            endpoint = validate_endpoint(session.arg(1), field="agi_arg_1")
+        except DialStringError as exc:
+            log.warning("operator_feature_invalid_endpoint", error=str(exc))
+            await session.set_variable("SIGAP_RESULT", "rejected")
+            return
+        if endpoint not in self.operators:
+            log.warning("operator_feature_rejected", endpoint=endpoint, action=action)
+            await session.set_variable("SIGAP_RESULT", "rejected")
+            return
+        result = await self._queue_change(endpoint, action)
+        await session.set_variable("SIGAP_RESULT", result)
+        log.info("operator_feature", endpoint=endpoint, action=action, result=result)
+
+    async def _queue_change(self, endpoint: str, action: str) -> str:
+        interface = pjsip_interface(endpoint)
+        fields: dict[str, str]
+        if action == "login":
+            name = "QueueAdd"
+            fields = {
+                "Queue": self.queue,
+                "Interface": interface,
+                "MemberName": endpoint,
+                "StateInterface": interface,
+                "Paused": "false",
+            }
+            benign = ALREADY_MEMBER
+        else:
+            name = "QueueRemove"
+            fields = {"Queue": self.queue, "Interface": interface}
+            benign = NOT_MEMBER
+        try:
+            await self.ami.action(name, fields, timeout=self.timeout)
+        except AmiActionFailed as exc:
+            if benign in (exc.completion.response.message or "").lower():
+                return "ok"
+            log.error("operator_queue_change_failed", action=name, error=str(exc))
+            return "error"
+        except AmiError as exc:
+            log.error("operator_queue_change_failed", action=name, error=str(exc))
+            return "error"
+        return "ok"

@@ -1,0 +1,247 @@
+"""The controller process: AMI session, call tracker, reconciler, FastAGI and web API.
+
+Nothing here is on a 112 caller's path. Asterisk routes calls with the AstDB values
+written by `publish_routes`, and keeps routing on the last values (or the rendered
+defaults) whatever happens to this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from sigap_pbx.agi.server import FastAgiServer
+from sigap_pbx.ami.client import AmiClient, AmiError
+from sigap_pbx.asterisk.paths import InstancePaths
+from sigap_pbx.calls.reconcile import Reconciler
+from sigap_pbx.calls.tracker import CallTracker
+from sigap_pbx.config import Config, load_secrets
+from sigap_pbx.live import LiveView
+from sigap_pbx.operators import OperatorFeatures
+from sigap_pbx.store import CallStore, Database
+from sigap_pbx.web.app import create_app
+
+log = structlog.get_logger(__name__)
+
+HEARTBEAT_KEY = ("sigap/controller", "heartbeat")
+
+
+class Controller:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        secrets = load_secrets(config)
+        self.paths = InstancePaths.for_instance(config.site.instance)
+        self.ami = AmiClient(
+            config.ami.host,
+            config.ami.port,
+            config.ami.username,
+            secrets["ami"],
+            action_timeout=config.ami.action_timeout,
+            reconnect_max=config.ami.reconnect_max_seconds,
+        )
+        self.live = LiveView()
+        self.agi = FastAgiServer(
+            config.agi.host,
+            config.agi.port,
+            environment_timeout=config.agi.environment_timeout,
+        )
+        self.db: Database | None = None
+        self.store: CallStore | None = None
+        self.tracker: CallTracker | None = None
+        self.reconciler: Reconciler | None = None
+        self.web_runner: web.AppRunner | None = None
+        self.web_port: int | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+        self.started_at = time.time()
+
+    # Start and stop ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        config = self.config
+        self.db = await Database.open(config.database_url)
+        self.store = CallStore(self.db)
+        self.tracker = CallTracker(
+            self.store,
+            primary_queue=config.queue.name,
+            country_code=config.site.country_code,
+        )
+        self.reconciler = Reconciler(
+            self.store, self.paths.cel_db, country_code=config.site.country_code
+        )
+        self._spawn(self.tracker.run_writer(), "store-writer")
+        # Calls that ended while the controller was down are recorded first.
+        await self._reconcile("start")
+
+        self.ami.add_event_listener(self.tracker.on_event)
+        self.ami.add_event_listener(self.live.on_event)
+        self.ami.add_connect_listener(self._on_ami_session)
+        self.ami.add_disconnect_listener(self.live.mark_unsynced)
+        self.ami.start()
+
+        features = OperatorFeatures(
+            self.ami,
+            config.queue.name,
+            {op.endpoint for op in config.sip.operators},
+        )
+        self.agi.route("operator/login", features.login)
+        self.agi.route("operator/logout", features.logout)
+        await self.agi.start()
+
+        self._spawn(self._heartbeat_loop(), "astdb-heartbeat")
+        self._spawn(self._reconcile_loop(), "reconcile-loop")
+        await self._start_web()
+        log.info(
+            "controller_started",
+            database=self.db.url,
+            ami=f"{config.ami.host}:{config.ami.port}",
+            fastagi=f"{config.agi.host}:{self.agi.port}",
+            web=f"http://{config.web.host}:{self.web_port}",
+        )
+
+    async def stop(self) -> None:
+        log.info("controller_stopping")
+        if self.ami.connected:
+            # The dialplan then skips FastAGI at once instead of waiting out the
+            # heartbeat's staleness.
+            with contextlib.suppress(AmiError):
+                await self.ami.action(
+                    "DBDel", {"Family": HEARTBEAT_KEY[0], "Key": HEARTBEAT_KEY[1]}, timeout=1
+                )
+        await self.agi.stop()
+        if self.web_runner is not None:
+            await self.web_runner.cleanup()
+        await self.ami.stop()
+        if self.tracker is not None:
+            with contextlib.suppress(TimeoutError):
+                await self.tracker.flush(timeout=10)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.db is not None:
+            await self.db.close()
+        log.info("controller_stopped")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        task.add_done_callback(self._task_done)
+        self._tasks.append(task)
+
+    @staticmethod
+    def _task_done(task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            log.error("controller_task_crashed", task=task.get_name(), exc_info=task.exception())
+
+    async def _start_web(self) -> None:
+        app = create_app(self)
+        self.web_runner = web.AppRunner(app, access_log=None)
+        await self.web_runner.setup()
+        site = web.TCPSite(self.web_runner, self.config.web.host, self.config.web.port)
+        await site.start()
+        server = site._server  # aiohttp exposes no public accessor for the bound port
+        sockets = getattr(server, "sockets", None) or []
+        self.web_port = sockets[0].getsockname()[1] if sockets else self.config.web.port
+
+    # AMI session hooks ------------------------------------------------------------
+
+    async def _on_ami_session(self) -> None:
+        """Run after every AMI login: publish routes, read state again, reconcile."""
+        await self.publish_routes()
+        await self.resync()
+        if self.ami.sessions > 1:
+            self._spawn(self._reconcile("ami_reconnect"), "reconcile-after-gap")
+
+    async def publish_routes(self) -> None:
+        """Write the routing values the dialplan reads with DB() into AstDB."""
+        queue = self.config.queue
+        sip = self.config.sip
+        values = {
+            "queue": queue.name,
+            "overflow_after": str(queue.overflow_after_seconds),
+            "backup_queue": queue.backup_name,
+            "backup_wait": str(queue.backup_wait_seconds),
+            "supervisor": sip.supervisor.endpoint,
+            "supervisor_ring": str(queue.supervisor_ring_seconds),
+            "oncall": sip.oncall.endpoint,
+            "oncall_ring": str(queue.oncall_ring_seconds),
+        }
+        for key, value in values.items():
+            await self.ami.action("DBPut", {"Family": "sigap/route", "Key": key, "Val": value})
+        await self._beat()
+
+    async def resync(self) -> None:
+        """Rebuild the live view and the tracker's open calls from Asterisk's state."""
+        status = await self.ami.action("QueueStatus", timeout=10)
+        self.live.reset_from_status(status.events)
+        channels = await self.ami.action("CoreShowChannels", timeout=10)
+        assert self.tracker is not None
+        live_linkedids = set()
+        for event in channels.events:
+            entry = event.as_dict()
+            live_linkedids.add(entry.get("Linkedid", ""))
+            self.tracker.adopt_channel(entry)
+        gone = self.tracker.forget_calls_not_in(live_linkedids)
+        log.info(
+            "ami_state_resynced",
+            queues=len(self.live.queues),
+            channels=len(channels.events),
+            calls_ended_during_gap=len(gone),
+        )
+
+    # Background loops --------------------------------------------------------------
+
+    async def _beat(self) -> None:
+        await self.ami.action(
+            "DBPut",
+            {"Family": HEARTBEAT_KEY[0], "Key": HEARTBEAT_KEY[1], "Val": str(int(time.time()))},
+        )
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.controller.heartbeat_seconds)
+            if not self.ami.connected:
+                continue
+            try:
+                await self._beat()
+            except AmiError as exc:
+                log.warning("heartbeat_failed", error=str(exc))
+
+    async def _reconcile(self, reason: str) -> None:
+        assert self.reconciler is not None
+        try:
+            await self.reconciler.run_pass(reason)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("reconcile_failed", reason=reason, cel=str(self.paths.cel_db))
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.controller.reconcile_seconds)
+            await self._reconcile("periodic")
+
+    def health(self) -> dict[str, Any]:
+        tracker = self.tracker
+        return {
+            "ami_connected": self.ami.connected,
+            "ami_sessions": self.ami.sessions,
+            "live_view_synced": self.live.synced,
+            "calls_in_progress": len(tracker.calls) if tracker else 0,
+            "pending_writes": tracker.pending_writes if tracker else 0,
+            "reconciled_calls": self.reconciler.reconciled_total if self.reconciler else 0,
+            "uptime_seconds": round(time.time() - self.started_at, 1),
+        }
+
+
+async def serve(config: Config, stop: asyncio.Event) -> None:
+    """Run the controller until `stop` is set."""
+    controller = Controller(config)
+    await controller.start()
+    try:
+        await stop.wait()
+    finally:
+        await controller.stop()

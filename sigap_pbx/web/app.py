@@ -1,0 +1,141 @@
+"""The controller's web server: a JSON API over the call records and the live view.
+
+There are no user accounts yet, so the server listens on a loopback address only;
+the configuration rejects any other address and `start_web` checks again.
+Errors are JSON objects with a stable `code`, a message naming the bad value, and
+the fix.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from sigap_pbx.store import CallOutcome
+
+if TYPE_CHECKING:
+    from sigap_pbx.service import Controller
+
+CONTROLLER = web.AppKey("controller", object)
+MAX_LIMIT = 500
+
+
+class ApiError(Exception):
+    """An API error, rendered by `errors_as_json` as JSON with a stable code."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+    def response(self) -> web.Response:
+        return web.json_response(
+            {"error": {"code": self.code, "message": self.message}}, status=self.status
+        )
+
+
+def _int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise ApiError(
+            400, "invalid_parameter", f"{name}={raw!r} must be a whole number from {low} to {high}"
+        )
+    return int(raw)
+
+
+def _time_param(request: web.Request, name: str) -> datetime | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"{name}={raw!r} must be an ISO 8601 time with an offset, "
+            "e.g. 2026-12-04T07:00:00+07:00",
+        )
+    return value
+
+
+def _filters(request: web.Request) -> dict[str, Any]:
+    outcome = request.query.get("outcome")
+    allowed = [o.value for o in CallOutcome]
+    if outcome is not None and outcome not in allowed:
+        raise ApiError(
+            400, "invalid_parameter", f"outcome={outcome!r} must be one of {', '.join(allowed)}"
+        )
+    return {
+        "since": _time_param(request, "since"),
+        "until": _time_param(request, "until"),
+        "outcome": outcome,
+        "number": request.query.get("number") or None,
+    }
+
+
+async def list_calls(request: web.Request) -> web.Response:
+    controller: Controller = request.app[CONTROLLER]  # type: ignore[assignment]
+    assert controller.store is not None
+    limit = _int_param(request, "limit", 50, 1, MAX_LIMIT)
+    offset = _int_param(request, "offset", 0, 0, 10_000_000)
+    filters = _filters(request)
+    calls = await controller.store.list_calls(limit=limit, offset=offset, **filters)
+    total = await controller.store.count_calls(**filters)
+    return web.json_response(
+        {"total": total, "limit": limit, "offset": offset, "calls": [c.to_dict() for c in calls]}
+    )
+
+
+async def get_call(request: web.Request) -> web.Response:
+    controller: Controller = request.app[CONTROLLER]  # type: ignore[assignment]
+    assert controller.store is not None
+    raw = request.match_info["call_id"]
+    if not raw.isdigit():
+        raise ApiError(400, "invalid_parameter", f"call id {raw!r} must be a whole number")
+    call = await controller.store.get_call(int(raw))
+    if call is None:
+        raise ApiError(404, "call_not_found", f"no call with id {raw}")
+    return web.json_response(call.to_dict())
+
+
+async def live(request: web.Request) -> web.Response:
+    controller: Controller = request.app[CONTROLLER]  # type: ignore[assignment]
+    return web.json_response(controller.live.snapshot())
+
+
+async def health(request: web.Request) -> web.Response:
+    controller: Controller = request.app[CONTROLLER]  # type: ignore[assignment]
+    body = controller.health()
+    return web.json_response(body, status=200 if body["ami_connected"] else 503)
+
+
+@web.middleware
+async def errors_as_json(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return exc.response()
+    except web.HTTPNotFound:
+        return ApiError(404, "not_found", f"no route for {request.path}").response()
+    except web.HTTPMethodNotAllowed:
+        return ApiError(
+            405, "method_not_allowed", f"{request.method} is not allowed on {request.path}"
+        ).response()
+
+
+def create_app(controller: Controller) -> web.Application:
+    app = web.Application(middlewares=[errors_as_json])
+    app[CONTROLLER] = controller
+    app.router.add_get("/api/calls", list_calls)
+    app.router.add_get("/api/calls/{call_id}", get_call)
+    app.router.add_get("/api/live", live)
+    app.router.add_get("/api/health", health)
+    return app
