@@ -442,6 +442,20 @@ def test_format_command_matches_recorded_quoting() -> None:
     assert b'200 result=1 (a b"c\\d)\n' in REPLY_BYTES
 
 
+def test_quoted_values_round_trip_through_asterisk() -> None:
+    # Each value was set with format_command and read back from Asterisk 22.10.1.
+    values = ["back\\slash", 'x"y', "tab\there", "a b", "", "\\", '"', 'q\\"x']
+    sent = (TRANSCRIPTS / "agi_quoting.sent").read_bytes().splitlines(keepends=True)
+    environment_parser = AgiEnvironmentParser()
+    environment_parser.feed((TRANSCRIPTS / "agi_quoting.raw").read_bytes())
+    parsed = replies(environment_parser.remaining)
+
+    for index, value in enumerate(values):
+        set_line = format_command("SET", "VARIABLE", "SIGAP_QUOTED", value)
+        assert sent[2 * index] == set_line, f"value {value!r}"
+        assert parsed[2 * index + 1].data == value, f"value {value!r}"
+
+
 @pytest.mark.parametrize(
     ("word", "encoded"),
     [

@@ -328,6 +328,20 @@ def test_variable_without_equals_has_empty_value() -> None:
     assert event.variables() == [("LONELY", "")]
 
 
+def test_pause_reason_then_empty_reason_on_unpause() -> None:
+    messages = parse(load("ami_events.raw"))
+
+    pauses = [
+        m for m in messages if isinstance(m, Event) and m.name == "QueueMemberPause"
+    ]
+
+    assert [(e.get("Paused"), e.get("PausedReason")) for e in pauses] == [
+        ("1", "R1"),
+        ("0", ""),
+    ]
+    assert pauses[1].get("Interface") == "Local/member@wire"
+
+
 # --- Responses -----------------------------------------------------------------------
 
 

@@ -4,9 +4,9 @@ The transcripts are replayed by the unit tests, so the parsers are tested agains
 bytes Asterisk really writes. Recording needs root and the Asterisk root that
 scripts/asterisk.sh builds:
 
-    python tests/unit/transcripts/record.py config /tmp/wirerec-etc
+    .venv/bin/python tests/unit/transcripts/record.py config /tmp/wirerec-etc
     scripts/asterisk.sh up --instance wirerec --etc /tmp/wirerec-etc
-    python tests/unit/transcripts/record.py record tests/unit/transcripts
+    .venv/bin/python tests/unit/transcripts/record.py record tests/unit/transcripts
     scripts/asterisk.sh down --instance wirerec
 
 `record` takes scenario names after the folder (default: all). Each scenario writes
@@ -338,12 +338,37 @@ def record_agi_dead_channel(folder: Path) -> None:
     send_action(ami, "Logoff", "logoff-4")
 
 
+# Values that need quoting or escaping; each is set with format_command and read back.
+QUOTING_VALUES = ["back\\slash", 'x"y', "tab\there", "a b", "", "\\", '"', 'q\\"x']
+
+
+def record_agi_quoting(folder: Path) -> None:
+    """Record SET VARIABLE and GET VARIABLE for values that need quoting."""
+    from sigap_pbx.wire.agi import format_command
+
+    with socket.create_server(FASTAGI_ADDRESS) as server:
+        server.settimeout(10)
+        ami = connect_ami()
+        login(ami, "off")
+        originate(ami, "originate-5", "agi")
+        agi = accept_fastagi(server)
+        for value in QUOTING_VALUES:
+            agi.send(format_command("SET", "VARIABLE", "SIGAP_QUOTED", value))
+            agi.read_until_quiet(b"\n", quiet=0.2)
+            agi.send(format_command("GET", "VARIABLE", "SIGAP_QUOTED"))
+            agi.read_until_quiet(b"\n", quiet=0.2)
+        agi.sock.close()
+    agi.save(folder, "agi_quoting")
+    send_action(ami, "Logoff", "logoff-5")
+
+
 SCENARIOS: dict[str, Callable[[Path], None]] = {
     "ping": record_ping_before_login,
     "actions": record_actions,
     "events": record_events,
     "agi": record_agi,
     "dead": record_agi_dead_channel,
+    "quoting": record_agi_quoting,
 }
 
 
