@@ -244,7 +244,7 @@ cmd_up() {
         if [ -S "$HOST_DIR/run/asterisk.ctl" ] &&
             timeout 5 chroot "$ROOT" /usr/sbin/asterisk -C "$CONF" -rx 'core waitfullybooted' \
                 >/dev/null 2>&1; then
-            log "instance '$INSTANCE' fully booted in $(echo "$(date +%s.%N) - $started" | bc -l | cut -c1-4) s (pid $(cat "$PIDFILE"))"
+            log "instance '$INSTANCE' fully booted in $(awk -v a="$started" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }') s (pid $(cat "$PIDFILE"))"
             return 0
         fi
         sleep 0.1

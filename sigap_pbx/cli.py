@@ -10,8 +10,6 @@ import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import structlog
-
 from sigap_pbx.config import Config, ConfigError, load_config
 
 EXIT_CONFIG = 2
@@ -154,7 +152,12 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    from sigap_pbx.logs import configure_logging
+
     args = build_parser().parse_args(argv)
+    # Log lines go to stderr, so `sigap calls --json` prints nothing but JSON; `serve`
+    # configures logging again from the site's settings.
+    configure_logging("console", "warning")
     try:
         return COMMANDS[args.command](args)
     except ConfigError as exc:
@@ -165,5 +168,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    structlog.get_logger(__name__)
     sys.exit(main())

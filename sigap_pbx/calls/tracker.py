@@ -135,7 +135,9 @@ class CallTracker:
         self.country_code = country_code
         self.inbound_context = inbound_context
         self.calls: dict[str, LiveCall] = {}
-        self._ended: OrderedDict[str, float] = OrderedDict()
+        # Calls whose caller hung up, kept a while for the events that follow the
+        # caller's Hangup (the other legs' Hangup, AgentComplete).
+        self._ended: OrderedDict[str, tuple[LiveCall, float]] = OrderedDict()
         self._ops: asyncio.Queue[StoreOp] = asyncio.Queue()
         self._call_ids: dict[str, int] = {}
         self.events_seen = 0
@@ -149,7 +151,10 @@ class CallTracker:
         if name == "Newchannel" and event.get("Context") == self.inbound_context:
             self._start_call(event)
             return
-        call = self.calls.get(event.get("Linkedid") or "")
+        linkedid = event.get("Linkedid") or ""
+        call = self.calls.get(linkedid)
+        if call is None and linkedid in self._ended:
+            call = self._ended[linkedid][0]
         if call is None:
             return
         with structlog.contextvars.bound_contextvars(
@@ -277,8 +282,10 @@ class CallTracker:
         log.info("call_answered", operator=member, wait=fields["wait_seconds"])
 
     def _on_AgentComplete(self, call: LiveCall, event: Event) -> None:
+        # TalkTime is in whole seconds; the Hangup's timestamps give a finer figure,
+        # so it is used only when the answer was missed (a call adopted after a gap).
         talk = _float(event.get("TalkTime"))
-        if talk is not None:
+        if talk is not None and call.answered_at is None:
             self._upsert(call, talk_seconds=talk)
         leg_id = event.get("DestUniqueid")
         if leg_id:
@@ -335,8 +342,9 @@ class CallTracker:
         if leg_id != call.uniqueid:
             if leg_id in call.legs:
                 leg = call.legs[leg_id]
-                final = leg.outcome if leg.outcome != "ringing" else "cancelled"
-                self._upsert_leg(call, leg_id, ended_at=when, outcome=final)
+                if leg.outcome == "ringing":
+                    leg.outcome = "cancelled"
+                self._upsert_leg(call, leg_id, ended_at=when, outcome=leg.outcome)
             return
         call.ended_at = when
         cause = _int(event.get("Cause"))
@@ -350,10 +358,15 @@ class CallTracker:
         else:
             fields["wait_seconds"] = (when - call.arrived_at).total_seconds()
         fields["outcome"] = self._final_outcome(call, cause)
+        call.outcome = fields["outcome"]
         self._upsert(call, **fields)
+        for leg in call.legs.values():
+            if leg.outcome == "ringing":
+                leg.outcome = "cancelled"
+                self._upsert_leg(call, leg.uniqueid, outcome="cancelled", ended_at=when)
         log.info("call_ended", outcome=str(fields["outcome"]), cause=cause)
-        del self.calls[call.linkedid]
-        self._remember_ended(call.linkedid)
+        if self.calls.pop(call.linkedid, None) is not None:
+            self._remember_ended(call)
 
     def _final_outcome(self, call: LiveCall, cause: int | None) -> str:
         if call.outcome != CallOutcome.IN_PROGRESS:
@@ -399,8 +412,7 @@ class CallTracker:
         """Drop calls that ended while AMI was away; reconciliation records their end."""
         gone = [linkedid for linkedid in self.calls if linkedid not in live_linkedids]
         for linkedid in gone:
-            del self.calls[linkedid]
-            self._remember_ended(linkedid)
+            self._remember_ended(self.calls.pop(linkedid))
         return gone
 
     # Store writes ----------------------------------------------------------------
@@ -432,15 +444,15 @@ class CallTracker:
             )
         )
 
-    def _remember_ended(self, linkedid: str) -> None:
+    def _remember_ended(self, call: LiveCall) -> None:
         now = time.monotonic()
-        self._ended[linkedid] = now
+        self._ended[call.linkedid] = (call, now)
         while self._ended:
-            oldest, ended_at = next(iter(self._ended.items()))
+            oldest, (old_call, ended_at) = next(iter(self._ended.items()))
             if now - ended_at <= ENDED_CALL_MEMORY_SECONDS:
                 break
             self._ended.popitem(last=False)
-            self._call_ids.pop(oldest, None)
+            self._call_ids.pop(old_call.uniqueid, None)
 
     @property
     def pending_writes(self) -> int:

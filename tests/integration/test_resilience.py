@@ -1,0 +1,150 @@
+"""A dead, frozen or disconnected controller never costs a call or a call record."""
+
+from __future__ import annotations
+
+import re
+import signal
+
+from sigap_pbx.store import CallStore, Database
+from tests.integration.stack import REPO, Stack, running_controller
+from tests.integration.test_call_path import normalised, wait_for_final
+
+
+async def records_from(database_url: str, number: str) -> list:
+    db = await Database.open(database_url)
+    try:
+        store = CallStore(db)
+        return [await store.get_call(v.id) for v in await store.list_calls(number=number)]
+    finally:
+        await db.close()
+
+
+async def test_killed_controller_call_answered_then_reconciled(
+    clean_stack: Stack, config, caller_number
+):
+    stack = clean_stack
+    proc = await stack.start_controller_process(config.database_url)
+    await stack.start_phone("op1")
+    stack.add_member("op1")
+    await stack.kill(proc, signal.SIGKILL)
+
+    result = await stack.call(caller_number, hold_ms=2000)
+    assert result.ok, result.errors
+    assert await records_from(config.database_url, normalised(caller_number)) == []
+
+    async with running_controller(config):
+        [call] = await wait_for_final(config, caller_number)
+    assert call.reconciled is True
+    assert call.outcome == "answered"
+    assert call.operator == "op1"
+    assert call.dialled_number == "112"
+    assert call.caller_number_raw == caller_number
+    assert call.answered_at is not None
+    assert call.talk_seconds > 0.5
+    assert {event.source for event in call.events} == {"cel"}
+
+
+async def test_frozen_controller_delays_nothing(clean_stack: Stack, config, caller_number):
+    stack = clean_stack
+    proc = await stack.start_controller_process(config.database_url)
+    await stack.start_phone("op1")
+    await stack.start_phone("op2")
+    stack.add_member("op1")
+    await stack.kill(proc, signal.SIGSTOP)
+    try:
+        # The caller reaches op1 while the controller cannot run at all.
+        result = await stack.call(caller_number, hold_ms=2000)
+        assert result.ok, result.errors
+        # By now the heartbeat is stale, so op2's log-in skips FastAGI, which a frozen
+        # process would otherwise hold forever, and the dialplan adds op2 itself.
+        login = await stack.dial_feature("op2", "*11")
+        assert login.ok, login.errors
+        assert stack.queue_members() == ["PJSIP/op1", "PJSIP/op2"]
+    finally:
+        await stack.kill(proc, signal.SIGCONT)
+
+    number = normalised(caller_number)
+
+    async def recorded() -> bool:
+        calls = await records_from(config.database_url, number)
+        return len(calls) == 1 and calls[0].ended_at is not None
+
+    await Stack.wait_for(recorded, 20, "the thawed controller records the call")
+    await stack.kill(proc, signal.SIGTERM)
+    [call] = await records_from(config.database_url, number)
+    assert call.outcome == "answered"
+    assert call.operator == "op1"
+
+
+async def test_feature_code_with_controller_down(clean_stack: Stack):
+    stack = clean_stack
+    await stack.start_phone("op1")
+    login = await stack.dial_feature("op1", "*11")
+    assert login.ok, login.errors
+    assert stack.queue_members() == ["PJSIP/op1"]
+    messages = (stack.paths.host / "log" / "messages.log").read_text(errors="replace")
+    assert "controller-down" in messages
+    logout = await stack.dial_feature("op1", "*12")
+    assert logout.ok, logout.errors
+    assert stack.queue_members() == []
+
+
+async def test_asterisk_restart_reconnects_and_resyncs(clean_stack: Stack, config, caller_number):
+    stack = clean_stack
+    async with running_controller(config) as controller:
+        stack.add_member("op2")
+        await Stack.wait_for(
+            lambda: _members(controller) == ["PJSIP/op2"], 5, "op2 in the live view"
+        )
+        sessions = controller.ami.sessions
+        stack.asterisk("restart")
+        await Stack.wait_for(
+            lambda: controller.ami.sessions > sessions and controller.live.synced,
+            20, "AMI reconnected and resynced",
+        )
+        # Members are not persisted across an Asterisk restart, and the view says so.
+        assert _members(controller) == []
+        assert stack.rx("database get sigap/route queue").strip().endswith("operators")
+
+        await stack.start_phone("op1")
+        stack.add_member("op1")
+        await Stack.wait_for(
+            lambda: _members(controller) == ["PJSIP/op1"], 5, "op1 in the live view"
+        )
+        result = await stack.call(caller_number, hold_ms=2000)
+        assert result.ok, result.errors
+        await controller.tracker.flush()
+        [call] = await wait_for_final(config, caller_number)
+    assert call.outcome == "answered"
+    assert call.reconciled is False
+
+
+def _members(controller) -> list[str]:
+    queue = controller.live.queues.get("operators")
+    return sorted(queue.members) if queue else []
+
+
+def test_dialplan_applications_and_functions_loaded(stack: Stack):
+    """A missing module makes Asterisk hang up the 112 caller mid-dialplan."""
+    text = "\n".join(p.read_text() for p in (REPO / "dialplans").glob("*.conf"))
+    text += (stack.config.asterisk_etc_dir / "extensions_site.conf").read_text()
+    applications: set[str] = set()
+    functions = set(re.findall(r"\$\{([A-Z_]+)\(", text))
+    for line in text.splitlines():
+        line = line.split(";", 1)[0].strip()
+        match = re.match(r"(exten|same)\s*=>\s*(.*)", line)
+        if match is None:
+            continue
+        # exten => EXTEN,PRIORITY,App(...)   same => PRIORITY,App(...)
+        skip = 2 if match.group(1) == "exten" else 1
+        step = match.group(2).split(",", skip)[skip]
+        applications.add(step.split("(", 1)[0])
+        applications |= set(re.findall(r"\?\s*([A-Z][A-Za-z]+)\(", step))
+    assert {"Queue", "Dial", "AGI", "Answer", "ExecIf"} <= applications
+    assert {"DB_EXISTS", "FILTER", "SHARED", "IF"} <= functions
+    for app in sorted(applications):
+        output = stack.rx(f"core show application {app}")
+        assert f"Info about Application '{app}'" in output, f"application {app} not loaded"
+    for function in sorted(functions):
+        output = stack.rx(f"core show function {function}")
+        assert f"Info about Function '{function}'" in output, f"function {function} not loaded"
