@@ -284,11 +284,15 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def _format_error(error: dict[str, Any], source: str) -> str:
+def _format_error(error: dict[str, Any], source: str | None) -> str:
+    """Describe one validation error. `source` is the file that was read, or None
+    when there was none, so that only an environment variable can be wrong."""
     key = ".".join(str(part) for part in error["loc"])
     value = error.get("input")
+    env_name = ENV_PREFIX + "__".join(str(p).upper() for p in error["loc"])
     if error["type"] == "extra_forbidden":
-        return f"{key}: unknown key in {source}; remove it or check its spelling"
+        origin = f"{source} or {env_name}" if source else env_name
+        return f"{key}: unknown key in {origin}; remove it or check its spelling"
     rule = error["msg"].removeprefix("Value error, ")
     if error["type"] == "string_pattern_mismatch":
         pattern = error.get("ctx", {}).get("pattern", "")
@@ -296,11 +300,11 @@ def _format_error(error: dict[str, Any], source: str) -> str:
     shown = repr(value) if not isinstance(value, dict) else "(table)"
     if len(shown) > 80:
         shown = shown[:77] + "..."
-    env_name = ENV_PREFIX + "__".join(str(p).upper() for p in error["loc"])
+    fix = f"Fix it in {source} or set {env_name}" if source else f"Fix {env_name}"
     return (
-        f"{key} = {shown}: {rule}. Fix it in {source} or set {env_name}"
+        f"{key} = {shown}: {rule}. {fix}"
         if "secret" not in key and "password" not in key
-        else f"{key}: {rule}. Fix it in {source} or set {env_name}"
+        else f"{key}: {rule}. {fix}"
     )
 
 
@@ -310,7 +314,7 @@ def load_config(
     """Read the TOML file (if any), apply environment overrides and validate."""
     environ = dict(os.environ if environ is None else environ)
     data: dict[str, Any] = {}
-    source = "the defaults"
+    source: str | None = None
     if path is None and environ.get("SIGAP_CONFIG"):
         path = Path(environ["SIGAP_CONFIG"])
     if path is None:

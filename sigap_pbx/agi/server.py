@@ -61,7 +61,13 @@ class AgiSession:
         """Send one command and return its reply; raise AgiError for 510/511/520."""
         self._writer.write(format_command(*words))
         await self._writer.drain()
-        reply = await asyncio.wait_for(self._next_reply(), self.command_timeout)
+        try:
+            reply = await asyncio.wait_for(self._next_reply(), self.command_timeout)
+        except TimeoutError:
+            raise AgiError(
+                f"AGI command {' '.join(words[:2])} got no reply within "
+                f"{self.command_timeout:g} s"
+            ) from None
         return check_reply(reply)
 
     async def set_variable(self, name: str, value: str) -> None:
@@ -72,14 +78,17 @@ class AgiSession:
             data = await self._reader.read(4096)
             if not data:
                 raise ConnectionResetError("Asterisk closed the FastAGI connection")
-            for item in self._parser.feed(data):
-                if isinstance(item, AgiHangupNotice):
-                    # The channel hung up; the reply to the command in flight still
-                    # follows, so keep reading.
-                    self.hung_up = True
-                else:
-                    self._pending.append(item)
+            self._accept(self._parser.feed(data))
         return self._pending.pop(0)
+
+    def _accept(self, items: list[AgiReply | AgiHangupNotice]) -> None:
+        for item in items:
+            if isinstance(item, AgiHangupNotice):
+                # The channel hung up; the reply to the command in flight still
+                # follows, so keep reading.
+                self.hung_up = True
+            else:
+                self._pending.append(item)
 
 
 class _RateLimitedLog:
@@ -151,9 +160,9 @@ class FastAgiServer:
                 self._problems.warning("fastagi_closed_before_environment", peer=str(peer))
                 return
             parser = AgiReplyParser()
-            leftovers = parser.feed(env_parser.remaining) if env_parser.remaining else []
             session = AgiSession(env, reader, writer, parser, self.command_timeout)
-            session._pending.extend(r for r in leftovers if isinstance(r, AgiReply))
+            # A HANGUP may arrive in the same read as the environment.
+            session._accept(parser.feed(env_parser.remaining))
             await self._dispatch(session)
         except TimeoutError:
             self.rejected_connections += 1
@@ -163,6 +172,10 @@ class FastAgiServer:
         except AgiEnvironmentError as exc:
             self.rejected_connections += 1
             self._problems.warning("fastagi_environment_invalid", peer=str(peer), error=str(exc))
+        except AgiError as exc:
+            # Raised for bytes after the environment block that are not AGI replies.
+            self.rejected_connections += 1
+            self._problems.warning("fastagi_reply_invalid", peer=str(peer), error=str(exc))
         except (ConnectionError, OSError) as exc:
             self._problems.warning("fastagi_connection_error", peer=str(peer), error=str(exc))
         finally:
@@ -197,6 +210,10 @@ class FastAgiServer:
                 log.error("fastagi_script_timeout", timeout=self.script_timeout)
             except AgiError as exc:
                 log.warning("fastagi_command_failed", error=str(exc))
+            except OSError:
+                raise  # _serve logs connection errors, rate-limited
+            except Exception:
+                log.exception("fastagi_script_failed")
             else:
                 log.info(
                     "fastagi_script_done",

@@ -37,6 +37,9 @@ Fields = Mapping[str, str | Sequence[str]] | Iterable[tuple[str, str]]
 
 PING_INTERVAL = 20.0
 CONNECT_TIMEOUT = 5.0
+# Seconds before the first reconnect attempt; each failure doubles it, up to
+# `reconnect_max`.
+FIRST_BACKOFF = 0.5
 
 
 class AmiError(Exception):
@@ -192,7 +195,7 @@ class AmiClient:
     # Session loop --------------------------------------------------------------------
 
     async def _run(self) -> None:
-        backoff = 0.5
+        backoff = min(FIRST_BACKOFF, self.reconnect_max)
         while not self._stopping:
             started = time.monotonic()
             try:
@@ -216,7 +219,7 @@ class AmiClient:
                     error=f"{type(exc).__name__}: {exc}",
                 )
             if time.monotonic() - started > 30:
-                backoff = 0.5
+                backoff = min(FIRST_BACKOFF, self.reconnect_max)
             delay = backoff * random.uniform(0.8, 1.2)
             log.info("ami_reconnect_scheduled", delay=round(delay, 2))
             await asyncio.sleep(delay)
@@ -251,8 +254,14 @@ class AmiClient:
             self._logged_in.clear()
             self._writer = None
             for task in (ping_task, reader_task):
-                if task is not None and not task.done():
+                if task is None:
+                    continue
+                if not task.done():
                     task.cancel()
+                elif not task.cancelled():
+                    # Retrieve the reader's error (the one that closed the
+                    # connection) so that asyncio does not log it as never retrieved.
+                    task.exception()
             self._fail_pending()
             writer.close()
             if was_logged_in:
@@ -269,12 +278,17 @@ class AmiClient:
             log.exception("ami_connect_listener_failed", listener=repr(listener))
 
     async def _read(self, reader: asyncio.StreamReader, parser: AmiParser) -> None:
-        while True:
-            data = await reader.read(65536)
-            if not data:
-                raise ConnectionResetError("Asterisk closed the AMI connection")
-            for message in parser.feed(data):
-                self._route(message)
+        try:
+            while True:
+                data = await reader.read(65536)
+                if not data:
+                    raise ConnectionResetError("Asterisk closed the AMI connection")
+                for message in parser.feed(data):
+                    self._route(message)
+        finally:
+            # No reply can arrive any more, so fail the waiting actions now, even
+            # those sent by a connect listener before `_session` gets the error.
+            self._fail_pending()
 
     def _route(self, message: Banner | Message) -> None:
         if isinstance(message, Banner):
@@ -292,7 +306,9 @@ class AmiClient:
                 try:
                     listener(passthrough)
                 except Exception:
-                    log.exception("ami_event_listener_failed", event=passthrough.name)
+                    log.exception(
+                        "ami_event_listener_failed", event_name=passthrough.name
+                    )
 
     async def _keepalive(self) -> None:
         while True:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 _SEPARATORS = re.compile(r"[\s().-]")
+_PHONE_NUMBER = re.compile(r"\+?[0-9]+")
 _WITHHELD = {"", "anonymous", "unknown", "unavailable", "private", "restricted"}
 
 
@@ -25,13 +26,14 @@ def normalise_number(raw: str | None, country_code: str = "62") -> str:
     text = _SEPARATORS.sub("", raw.strip())
     if text.lower() in _WITHHELD:
         return ""
-    plus = text.startswith("+")
     digits = re.sub(r"\D", "", text)
     if not digits:
         return ""
-    if plus:
+    if not _PHONE_NUMBER.fullmatch(text):
+        return digits
+    if text.startswith("+"):
         return "+" + digits
-    if digits.startswith("00"):
+    if digits.startswith("00") and len(digits) > 2:
         return "+" + digits[2:]
     if digits.startswith(country_code) and len(digits) >= 9 + len(country_code) - 2:
         return "+" + digits

@@ -239,6 +239,9 @@ class Reconciler:
             return 0
         if existing is not None:
             # The live path saw the start; keep what it recorded and fill the rest.
+            # NOTE: upsert_call ignores reconciled=True on an existing row (the store
+            # only lets it go from true to false), so this record stays unmarked
+            # until the store's merge rule allows the change.
             fields = {k: v for k, v in fields.items() if getattr(existing, k, None) is None
                       or k in ("outcome", "ended_at", "reconciled")}
         call_id = await self.store.upsert_call(uniqueid, **fields)

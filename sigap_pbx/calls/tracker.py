@@ -171,7 +171,8 @@ class CallTracker:
     def _start_call(self, event: Event) -> None:
         uniqueid = event.get("Uniqueid") or ""
         linkedid = event.get("Linkedid") or uniqueid
-        if not uniqueid or linkedid in self.calls:
+        # A repeated Newchannel of a call that already ended must not open it again.
+        if not uniqueid or linkedid in self.calls or linkedid in self._ended:
             return
         channel = event.get("Channel") or ""
         call = LiveCall(

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 
 CONTROLLER = web.AppKey("controller", object)
 MAX_LIMIT = 500
+# calls.id is an INTEGER column, which PostgreSQL stores in 32 bits; a larger id
+# cannot exist and would overflow the query parameter.
+MAX_CALL_ID = 2**31 - 1
 
 
 class ApiError(Exception):
@@ -41,7 +44,8 @@ def _int_param(request: web.Request, name: str, default: int, low: int, high: in
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    # isdigit() alone accepts digits such as '²' that int() rejects.
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise ApiError(
             400, "invalid_parameter", f"{name}={raw!r} must be a whole number from {low} to {high}"
         )
@@ -98,9 +102,10 @@ async def get_call(request: web.Request) -> web.Response:
     controller: Controller = request.app[CONTROLLER]  # type: ignore[assignment]
     assert controller.store is not None
     raw = request.match_info["call_id"]
-    if not raw.isdigit():
+    if not (raw.isascii() and raw.isdigit()):
         raise ApiError(400, "invalid_parameter", f"call id {raw!r} must be a whole number")
-    call = await controller.store.get_call(int(raw))
+    call_id = int(raw)
+    call = await controller.store.get_call(call_id) if call_id <= MAX_CALL_ID else None
     if call is None:
         raise ApiError(404, "call_not_found", f"no call with id {raw}")
     return web.json_response(call.to_dict())

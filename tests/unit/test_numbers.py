@@ -1,0 +1,78 @@
+"""Caller number normalisation to E.164."""
+
+from __future__ import annotations
+
+import pytest
+
+from sigap_pbx.calls.numbers import normalise_number
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("081234567890", "+6281234567890"),
+        ("6281234567890", "+6281234567890"),
+        ("+6281234567890", "+6281234567890"),
+        ("006281234567890", "+6281234567890"),
+        ("0812 3456 7890", "+6281234567890"),
+        ("0812-3456-7890", "+6281234567890"),
+        ("(021) 555-1234", "+62215551234"),
+        ("+62 812-3456-7890", "+6281234567890"),
+        (" 081234567890 ", "+6281234567890"),
+        ("+14155550123", "+14155550123"),
+    ],
+)
+def test_number_to_e164(raw: str, expected: str) -> None:
+    assert normalise_number(raw, "62") == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "",
+        None,
+        "anonymous",
+        "Anonymous",
+        "unknown",
+        "unavailable",
+        "private",
+        "restricted",
+    ],
+)
+def test_withheld_number_empty(raw: str | None) -> None:
+    assert normalise_number(raw, "62") == ""
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("112", "112"),
+        ("110", "110"),
+        ("1500123", "1500123"),
+        ("0361", "0361"),
+        ("6211", "6211"),
+    ],
+)
+def test_short_code_stays_digits(raw: str, expected: str) -> None:
+    assert normalise_number(raw, "62") == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("sip:081234567890@10.0.0.1", "08123456789010001"),
+        ("sip:+6281234567890@carrier.example", "6281234567890"),
+        ("<unknown>", ""),
+        ("0812abc34567890", "081234567890"),
+        ("*123#", "123"),
+        ("00", "00"),
+        ("+", ""),
+    ],
+)
+def test_junk_reduced_to_digits(raw: str, expected: str) -> None:
+    assert normalise_number(raw, "62") == expected
+
+
+def test_other_country_code() -> None:
+    assert normalise_number("0612345678", "31") == "+31612345678"
+    assert normalise_number("31612345678", "31") == "+31612345678"
