@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sigap_pbx.cli import mask_password
 from sigap_pbx.config import load_config
 
 
@@ -20,7 +21,7 @@ Sigap 112 is starting (instance '{config.site.instance}', state in {config.state
   AMI                tcp {config.ami.host}:{config.ami.port}
   FastAGI            tcp {config.agi.host}:{config.agi.port}
   Web API            http://{config.web.host}:{config.web.port}/api/calls
-  Database           {config.database_url}
+  Database           {mask_password(config.database_url)}
 Press Ctrl-C to stop everything.
 """,
         flush=True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import signal
 import sys
 from pathlib import Path
@@ -16,6 +17,11 @@ EXIT_CONFIG = 2
 DISPLAY_ZONE = ZoneInfo("Asia/Pontianak")
 
 
+def mask_password(url: str) -> str:
+    """Hide the password of a database URL before printing it."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
 def _load(args: argparse.Namespace) -> Config:
     return load_config(Path(args.config) if args.config else None)
 
@@ -23,7 +29,7 @@ def _load(args: argparse.Namespace) -> Config:
 def cmd_check_config(args: argparse.Namespace) -> int:
     config = _load(args)
     print(f"configuration valid: site {config.site.name!r}, instance {config.site.instance!r}")
-    print(f"  database   {config.database_url}")
+    print(f"  database   {mask_password(config.database_url)}")
     print(f"  trunk      {config.sip.trunk_bind}  from {', '.join(t.name for t in config.sip.trunks)}")
     print(f"  phones     {config.sip.operator_bind}  operators: "
           f"{', '.join(op.endpoint for op in config.sip.operators)}")

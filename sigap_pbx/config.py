@@ -167,6 +167,7 @@ class AmiConfig(_Section):
 
 
 class AgiConfig(_Section):
+    # Loopback only: the FastAGI server trusts whatever connects to it.
     host: str = "127.0.0.1"
     port: int = Field(4573, ge=1, le=65535)
     # Seconds a FastAGI client may take to send its environment block.
@@ -174,6 +175,13 @@ class AgiConfig(_Section):
     # Seconds an operator's feature code waits for the controller before the dialplan
     # falls back to doing the action itself.
     operator_wait_seconds: int = Field(4, ge=1, le=10)
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        if not ipaddress.ip_address(value).is_loopback:
+            raise ValueError("FastAGI must listen on a loopback address")
+        return value
 
 
 class ControllerConfig(_Section):
