@@ -105,13 +105,24 @@ def generate_prompts(out: Path, custom_dir: Path | None = None) -> Path:
     ring = out / "ringback.wav"
     if not ring.exists():
         _ringback(ring)
+    announcement = out / "still-in-queue.wav"
     for folder, files in {
+        # The greeting once, then the ring tone looped (loop_last in musiconhold).
         "moh-wait": {"00-greeting.wav": out / "greeting.wav", "99-ringback.wav": ring},
-        "moh-ring": {"ringback.wav": ring},
+        # Two rings, then "Anda masih dalam antrean...", over and over: the caller
+        # hears the announcement about every 16 s in every step of the overflow chain.
+        "moh-ring": {
+            "01-ringback.wav": ring,
+            "02-ringback.wav": ring,
+            "03-still-in-queue.wav": announcement,
+        },
     }.items():
-        (out / folder).mkdir(exist_ok=True)
+        folder_path = out / folder
+        if folder_path.exists():
+            shutil.rmtree(folder_path)
+        folder_path.mkdir()
         for name, source in files.items():
-            shutil.copyfile(source, out / folder / name)
+            shutil.copyfile(source, folder_path / name)
     return out
 
 

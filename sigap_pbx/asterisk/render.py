@@ -143,7 +143,8 @@ directory = {prompts}/moh-wait
 sort = alpha
 loop_last = yes
 
-; The ring tone alone, for the later steps of the overflow chain.
+; Two rings and the "still in the queue" announcement, looped, for the later steps
+; of the overflow chain.
 [sigap-ring]
 mode = files
 directory = {prompts}/moh-ring

@@ -107,6 +107,11 @@ def _epoch(value: Any) -> float:
         return datetime.fromisoformat(str(value)).replace(tzinfo=UTC).timestamp()
 
 
+def _elapsed(first: CelRow, last: CelRow) -> float:
+    """Seconds between two rows, never negative (CEL times can repeat or step back)."""
+    return max(0.0, last.eventtime - first.eventtime)
+
+
 def build_call(rows: list[CelRow], country_code: str) -> tuple[str, dict[str, Any]] | None:
     """Return (uniqueid, fields) for one finished call's rows, or None if not a 112 call."""
     start = next(
@@ -152,18 +157,18 @@ def build_call(rows: list[CelRow], country_code: str) -> tuple[str, dict[str, An
     if answered is not None:
         who = endpoint_of(answered.peer)
         fields["answered_at"] = answered.at
-        fields["wait_seconds"] = answered.eventtime - start.eventtime
+        fields["wait_seconds"] = _elapsed(start, answered)
         if stage is None or stage == "backup":
             fields["operator"] = who
             fields["operator_interface"] = f"PJSIP/{who}" if who else None
         if stage is not None:
             fields["answered_by"] = who
         if hangup is not None:
-            fields["talk_seconds"] = hangup.eventtime - answered.eventtime
+            fields["talk_seconds"] = _elapsed(answered, hangup)
         fields["outcome"] = CallOutcome.ANSWERED if stage is None else CallOutcome.OVERFLOWED
     else:
         if hangup is not None:
-            fields["wait_seconds"] = hangup.eventtime - start.eventtime
+            fields["wait_seconds"] = _elapsed(start, hangup)
         if stage is not None:
             fields["outcome"] = CallOutcome.OVERFLOWED
         elif queue_start is not None:
@@ -239,9 +244,6 @@ class Reconciler:
             return 0
         if existing is not None:
             # The live path saw the start; keep what it recorded and fill the rest.
-            # NOTE: upsert_call ignores reconciled=True on an existing row (the store
-            # only lets it go from true to false), so this record stays unmarked
-            # until the store's merge rule allows the change.
             fields = {k: v for k, v in fields.items() if getattr(existing, k, None) is None
                       or k in ("outcome", "ended_at", "reconciled")}
         call_id = await self.store.upsert_call(uniqueid, **fields)

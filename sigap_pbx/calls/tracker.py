@@ -479,8 +479,9 @@ class CallTracker:
                 await self._apply(op)
                 self.writes_done += 1
                 return
-            except (ValueError, TypeError):
-                # A value the store rejects will be rejected again: log it whole.
+            except (ValueError, TypeError, LookupError):
+                # A value the store rejects (InvalidFieldValue, UnknownField) or a row
+                # it cannot find (CallNotFound) will fail again: log it whole.
                 log.exception("store_write_rejected", op=op.kind, uniqueid=op.call_uniqueid)
                 return
             except asyncio.CancelledError:

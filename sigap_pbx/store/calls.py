@@ -221,15 +221,13 @@ def _update_values(
     The rules are applied inside one UPDATE statement, so concurrent upserts of
     the same row cannot lose each other's fields. The initial outcome
     (``in_progress`` or ``ringing``) never replaces a stored outcome, because it
-    is either the same value or a step backwards from a final one. ``reconciled``
-    may only change from true to false, when the live path confirms a call that
-    reconciliation created first.
+    is either the same value or a step backwards from a final one.
+    ``reconciled`` is replaced like any overwritable field: reconciliation sets it
+    when it completes a record the live path left in progress.
     """
     assignments: dict[str, Any] = {}
     for name, value in values.items():
         if name == "outcome" and value == initial_outcome:
-            continue
-        if name == "reconciled" and value is True:
             continue
         if name in overwritable:
             assignments[name] = value
@@ -403,7 +401,7 @@ class CallStore:
 
         An existing row gets only the fields that are still NULL, except the fields
         in CALL_OVERWRITABLE, which are replaced. ``outcome`` never goes back to
-        ``in_progress``, and ``reconciled`` only changes from true to false.
+        ``in_progress``.
         Fields passed as None are ignored and never clear a stored value.
 
         Raises UnknownField, a TypeError, for a name that is not a column, and

@@ -204,13 +204,14 @@ async def test_reconciled_cleared_by_live_path(store: CallStore) -> None:
     assert live.reconciled is False
 
 
-async def test_reconciled_never_set_on_live_call(store: CallStore) -> None:
-    call_id = await store.upsert_call("1.1", outcome="answered")
-    await store.upsert_call("1.1", reconciled=True)
+async def test_reconciled_set_on_completed_live_call(store: CallStore) -> None:
+    call_id = await store.upsert_call("1.1")
+    await store.upsert_call("1.1", reconciled=True, outcome="answered")
 
     call = await store.get_call(call_id)
     assert call is not None
-    assert call.reconciled is False
+    assert call.reconciled is True
+    assert call.outcome == "answered"
 
 
 async def test_unknown_field_raises_type_error(store: CallStore) -> None:

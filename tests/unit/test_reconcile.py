@@ -528,12 +528,6 @@ async def test_in_progress_live_record_completed(
     assert call.hangup_cause == 16
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CallStore.upsert_call never changes reconciled from false to true on an "
-    "existing row, so a live record that reconciliation completes keeps "
-    "reconciled=False",
-)
 async def test_in_progress_live_record_marked(
     reconciler: Reconciler, store: CallStore, cel: CelFile
 ) -> None:
