@@ -9,11 +9,13 @@ break out of a dial string.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from pathlib import Path
 
 from sigap_pbx.asterisk.paths import InstancePaths
+from sigap_pbx.asterisk.prompts import GREETING_MAX_SECONDS
 from sigap_pbx.config import Config, OperatorConfig, load_secrets
 
 HEADER = "; Rendered by `sigap render-config` from the controller's configuration.\n"
@@ -167,6 +169,8 @@ def render_extensions(config: Config, paths: InstancePaths) -> str:
         f"SIGAP_DEFAULT_ONCALL={config.sip.oncall.endpoint}\n",
         f"SIGAP_DEFAULT_ONCALL_RING={queue.oncall_ring_seconds}\n",
         f"SIGAP_PROMPTS={paths.inner_prompts}\n",
+        "; The greeting's maximum length; prompts.py warns about a longer one.\n",
+        f"SIGAP_GREETING_SECONDS={math.ceil(GREETING_MAX_SECONDS)}\n",
         f"SIGAP_AGI_HOST={config.agi.host}\n",
         f"SIGAP_AGI_PORT={config.agi.port}\n",
         f"SIGAP_AGI_WAIT={config.agi.operator_wait_seconds}\n",

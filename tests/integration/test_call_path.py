@@ -122,6 +122,29 @@ async def test_caller_abandons_while_queued(clean_stack: Stack, config, caller_n
     assert "QueueCallerAbandon" in [event.kind for event in call.events]
 
 
+async def test_backup_group_answers_when_queue_empty(
+    clean_stack: Stack, config, caller_number
+):
+    stack = clean_stack
+    async with running_controller(config) as controller:
+        # The controller has written the route keys, so the dialplan reads the backup
+        # queue's name from AstDB, through its character filter.
+        assert "operators-backup" in stack.rx("database get sigap/route backup_queue")
+        await stack.start_phone("op2")
+        stack.add_member("op2", queue="operators-backup")
+        result = await stack.call(caller_number, hold_ms=6000)
+        assert result.ok, result.errors
+        await controller.tracker.flush()
+        [call] = await wait_for_final(config, caller_number)
+
+    assert call.outcome == "overflowed"
+    assert call.overflow_stage == "backup"
+    assert call.answered_by == "op2"
+    assert call.operator == "op2"
+    assert [leg.outcome for leg in call.legs] == ["answered"]
+    assert call.legs[0].queue == "operators-backup"
+
+
 async def test_nobody_logged_in_supervisor_answers(clean_stack: Stack, config, caller_number):
     stack = clean_stack
     async with running_controller(config) as controller:
