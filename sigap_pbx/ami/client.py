@@ -1,8 +1,8 @@
 """asyncio AMI client: a thin transport over the sans-IO parser in sigap_pbx.wire.ami.
 
-The client logs in, keeps the connection alive with Ping, reconnects with exponential
-backoff and jitter, and tells its listeners when a session starts and ends so they can
-read Asterisk's state again (a reconnect means events were missed). Before login
+The client logs in, keeps the connection alive with Ping, and reconnects with
+exponential backoff and jitter. It calls its listeners when a session starts and ends,
+so they can read Asterisk's state again, because a reconnect means events were missed. Before login
 succeeds nothing but `Login` is sent. Actions that fail because the connection closed
 are never replayed: the caller decides, because `Originate` and friends are not
 idempotent.
@@ -55,7 +55,7 @@ class AmiActionTimeout(AmiError):
 
 
 class AmiActionFailed(AmiError):
-    """Raised when Asterisk answered an action with `Response: Error`."""
+    """Raised when Asterisk replied to an action with `Response: Error`."""
 
     def __init__(self, action: str, completion: Completion) -> None:
         self.completion = completion

@@ -2,7 +2,7 @@
 
 Asterisk plays 8 kHz, 16-bit mono WAV (format_wav). A city replaces any prompt by
 putting its own recording, with the same name, in the directory given as
-`[prompts] custom_dir`; `sigap prompts` converts it to the same format.
+`[prompts] custom_dir`. `sigap prompts` converts it to the same format.
 """
 
 from __future__ import annotations

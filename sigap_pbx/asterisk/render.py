@@ -1,8 +1,8 @@
 """Render the site's Asterisk files from the controller's configuration.
 
-The static files in asterisk-config/ and dialplans/ are copied as they are; the values
+The static files in asterisk-config/ and dialplans/ are copied as they are. The values
 that differ per site (addresses, ports, secrets, trunk sources, queue timings, prompt
-paths) go into `*_site.conf` files that the static ones include. Every name written
+paths) go into `*_site.conf` files, which the static ones include. Every name written
 here was validated by the configuration's patterns, so none can open a new section or
 break out of a dial string.
 """

@@ -1,10 +1,10 @@
 """Rebuild calls the controller missed from the CEL rows Asterisk writes itself.
 
 Asterisk logs every channel event to LOGDIR/cel.db (cel_sqlite3_custom) whether or not
-the controller is running. A pass reads the rows after the last checkpoint, groups
-them by linkedid, and for every call that has ended (its LINKEDID_END row is there)
-and is missing from the store, or is still `in_progress` there, writes the record
-from those rows, marked `reconciled`. Calls still in progress are left for a later
+the controller is running. A pass reads the rows after the last checkpoint and groups
+them by linkedid. A call has ended when its LINKEDID_END row is there. For every ended
+call that is missing from the store, or still `in_progress` there, the pass writes the
+record from those rows, marked `reconciled`. Calls still in progress are left for a later
 pass, so the checkpoint never moves past their first row.
 
 Reading is idempotent: a call the live path recorded in full is skipped, and the
@@ -230,8 +230,8 @@ class Reconciler:
             checkpoint = rows[-1].rowid
         if checkpoint > after:
             await self.store.set_checkpoint(CHECKPOINT, str(checkpoint))
-        # NOTE: a call longer than one batch of rows keeps the checkpoint still; the
-        # next pass starts from its first row again, which is safe but repeats work.
+        # NOTE: a call longer than one batch of rows keeps the checkpoint still, so the
+        # next pass starts from its first row again. That is safe but repeats work.
         return written, full_batch and checkpoint > after
 
     async def _reconcile_call(self, rows: list[CelRow]) -> int:

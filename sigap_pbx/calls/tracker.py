@@ -1,9 +1,9 @@
 """Follow every 112 call through AMI events and record it.
 
-A call starts with the `Newchannel` of the trunk's channel in the inbound context; its
-uniqueid is the call's key, and every other channel of the call (the operator legs
-that a ring-all queue rings at once, Local channels, the overflow lines) shares its
-linkedid. Events are applied at once to an in-memory state per call and per leg, and
+A call starts with the `Newchannel` of the trunk's channel in the inbound context, and
+its uniqueid is the call's key. Every other channel of the call shares its linkedid:
+the operator legs that a ring-all queue rings at once, Local channels, the overflow
+lines. Events are applied at once to an in-memory state per call and per leg, and
 the resulting writes go through one ordered queue to the store, so the AMI reader
 never waits for the database and a slow database never reorders a call's timeline.
 
