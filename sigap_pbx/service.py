@@ -71,7 +71,10 @@ class Controller:
             country_code=config.site.country_code,
         )
         self.reconciler = Reconciler(
-            self.store, self.paths.cel_db, country_code=config.site.country_code
+            self.store,
+            self.paths.cel_db,
+            cdr_path=self.paths.cdr_db,
+            country_code=config.site.country_code,
         )
         self._spawn(self.tracker.run_writer(), "store-writer")
         # Calls that ended while the controller was down are recorded first.

@@ -1,4 +1,4 @@
-"""Rebuild calls the controller missed from the CEL rows Asterisk writes itself.
+"""Rebuild calls the controller missed from the CEL and CDR rows Asterisk writes itself.
 
 Asterisk logs every channel event to LOGDIR/cel.db (cel_sqlite3_custom) whether or not
 the controller is running. A pass reads the rows after the last checkpoint and groups
@@ -24,6 +24,12 @@ from typing import Any
 
 import structlog
 
+from sigap_pbx.calls.cdr import (
+    build_call_from_cdr,
+    cel_linkedids,
+    group_by_call,
+    read_cdr_rows,
+)
 from sigap_pbx.calls.numbers import normalise_number
 from sigap_pbx.calls.tracker import CALLER_CLEARED_CAUSES, INBOUND_CONTEXT, endpoint_of
 from sigap_pbx.store import CallOutcome, CallStore
@@ -31,6 +37,7 @@ from sigap_pbx.store import CallOutcome, CallStore
 log = structlog.get_logger(__name__)
 
 CHECKPOINT = "cel_rowid"
+CDR_CHECKPOINT = "cdr_rowid"
 COLUMNS = (
     "AcctId, eventtype, eventtime, cidname, cidnum, context, exten, channame, "
     "appname, appdata, uniqueid, linkedid, peer, userdeftype, eventextra"
@@ -183,9 +190,17 @@ def build_call(rows: list[CelRow], country_code: str) -> tuple[str, dict[str, An
 class Reconciler:
     """Run reconciliation passes; only one pass runs at a time."""
 
-    def __init__(self, store: CallStore, cel_path: Path, *, country_code: str = "62") -> None:
+    def __init__(
+        self,
+        store: CallStore,
+        cel_path: Path,
+        *,
+        cdr_path: Path | None = None,
+        country_code: str = "62",
+    ) -> None:
         self.store = store
         self.cel_path = cel_path
+        self.cdr_path = cdr_path
         self.country_code = country_code
         self._lock = asyncio.Lock()
         self.reconciled_total = 0
@@ -199,12 +214,51 @@ class Reconciler:
                 written += batch_written
                 if not more:
                     break
+            if self.cdr_path is not None:
+                written += await self._cdr_pass()
             if written:
-                log.warning("calls_reconciled_from_cel", count=written, reason=reason)
+                log.warning("calls_reconciled", count=written, reason=reason)
             else:
                 log.debug("reconcile_pass_clean", reason=reason)
             self.reconciled_total += written
             return written
+
+    async def _cdr_pass(self) -> int:
+        """Write coarse records from CDR for ended calls that have no CEL rows at all."""
+        assert self.cdr_path is not None
+        after = int(await self.store.get_checkpoint(CDR_CHECKPOINT) or 0)
+        rows = await asyncio.to_thread(read_cdr_rows, self.cdr_path, after)
+        if not rows:
+            return 0
+        calls = group_by_call(rows)
+        in_cel = await asyncio.to_thread(cel_linkedids, self.cel_path, list(calls))
+        written = 0
+        for linkedid, call_rows in calls.items():
+            if linkedid in in_cel:
+                continue
+            uniqueid, fields = build_call_from_cdr(call_rows, self.country_code)
+            if await self.store.get_call(uniqueid=uniqueid) is not None:
+                continue
+            call_id = await self.store.upsert_call(uniqueid, **fields)
+            for row in call_rows:
+                await self.store.add_event(
+                    call_id,
+                    at=row.end or row.start or datetime.now(UTC),
+                    source="cdr",
+                    kind="CDR",
+                    dedupe_key=f"cdr:{row.rowid}",
+                    data={
+                        "application": row.lastapp,
+                        "data": row.lastdata,
+                        "peer": row.dstchannel,
+                        "disposition": row.disposition,
+                        "billsec": row.billsec,
+                    },
+                )
+            log.warning("call_reconciled_from_cdr", uniqueid=uniqueid, outcome=str(fields["outcome"]))
+            written += 1
+        await self.store.set_checkpoint(CDR_CHECKPOINT, str(rows[-1].rowid))
+        return written
 
     async def _one_batch(self) -> tuple[int, bool]:
         after = int(await self.store.get_checkpoint(CHECKPOINT) or 0)

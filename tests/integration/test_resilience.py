@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import signal
+import sqlite3
 
 from sigap_pbx.store import CallStore, Database
 from tests.integration.stack import REPO, Stack, running_controller
@@ -148,3 +149,26 @@ def test_dialplan_applications_and_functions_loaded(stack: Stack):
     for function in sorted(functions):
         output = stack.rx(f"core show function {function}")
         assert f"Info about Function '{function}'" in output, f"function {function} not loaded"
+
+
+async def test_call_without_cel_rows_rebuilt_from_cdr(clean_stack: Stack, config, caller_number):
+    """When CEL lost a call (cel.db damaged or CEL off), its CDR row still records it."""
+    stack = clean_stack
+    await stack.start_phone("op1")
+    stack.add_member("op1")
+    result = await stack.call(caller_number, hold_ms=2000)
+    assert result.ok, result.errors
+    cel_db = stack.paths.cel_db
+    with sqlite3.connect(cel_db) as connection:
+        removed = connection.execute(
+            "DELETE FROM cel WHERE linkedid IN "
+            "(SELECT linkedid FROM cel WHERE cidnum = ?)", (caller_number,)
+        ).rowcount
+    assert removed > 5
+
+    async with running_controller(config):
+        [call] = await wait_for_final(config, caller_number)
+    assert call.reconciled is True
+    assert call.outcome == "answered"
+    assert call.operator == "op1"
+    assert {event.source for event in call.events} == {"cdr"}
