@@ -149,7 +149,7 @@ async def test_nobody_logged_in_supervisor_answers(clean_stack: Stack, config, c
     stack = clean_stack
     async with running_controller(config) as controller:
         await stack.start_phone("spv1")
-        result = await stack.call(caller_number, hold_ms=2000)
+        result = await stack.call(caller_number, hold_ms=6000)
         assert result.ok, result.errors
         await controller.tracker.flush()
         [call] = await wait_for_final(config, caller_number)
@@ -165,7 +165,7 @@ async def test_nobody_answers_oncall_line_takes_call(clean_stack: Stack, config,
     stack = clean_stack
     async with running_controller(config) as controller:
         await stack.start_phone("oncall1")
-        result = await stack.call(caller_number, hold_ms=2000)
+        result = await stack.call(caller_number, hold_ms=6000)
         assert result.ok, result.errors
         await controller.tracker.flush()
         [call] = await wait_for_final(config, caller_number)
