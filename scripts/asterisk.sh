@@ -33,7 +33,9 @@ RECIPE="sid:asterisk,asterisk-modules,asterisk-core-sounds-en-gsm,sqlite3:uid${A
 RECIPE_ID=$(printf '%s' "$RECIPE" | sha256sum | cut -c1-12)
 MARKER="$ROOT/.sigap-root"
 
-log() { printf '[asterisk.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+# A failed write (stderr is a pipe that closed) must not abort the script under
+# `set -e`: `down` is what a Ctrl-C cleanup runs.
+log() { printf '[asterisk.sh %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2 || true; }
 die() {
     log "ERROR: $1"
     [ $# -ge 2 ] && log "Try: $2"

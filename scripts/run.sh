@@ -13,6 +13,9 @@ instance=$(.venv/bin/python -c 'from sigap_pbx.config import load_config; print(
 
 stop_all() {
     trap - INT TERM EXIT
+    # If the output went to a pipe that Ctrl-C already closed (make run | tee), a
+    # write must not kill this cleanup before Asterisk is stopped.
+    trap '' PIPE
     if [ -n "${controller:-}" ] && kill -0 "$controller" 2>/dev/null; then
         kill -TERM "$controller" 2>/dev/null || true
         wait "$controller" 2>/dev/null || true

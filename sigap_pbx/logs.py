@@ -59,5 +59,7 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # aiohttp's access log repeats what the API logs itself.
+    # aiohttp's access log repeats what the API logs itself, and Alembic's per-start
+    # notices say nothing the store's own "database_schema_upgraded" line does not.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
