@@ -16,6 +16,7 @@ from sigap_pbx.store.errors import (
     StoreError,
     UnknownField,
 )
+from sigap_pbx.store.members import MemberStore, PauseNotFound, PauseSource, PauseView
 from sigap_pbx.store.models import CallOutcome, EventSource, LegOutcome, OverflowStage
 
 __all__ = [
@@ -31,8 +32,12 @@ __all__ = [
     "InvalidFieldValue",
     "LegOutcome",
     "LegView",
+    "MemberStore",
     "MigrationError",
     "OverflowStage",
+    "PauseNotFound",
+    "PauseSource",
+    "PauseView",
     "StoreError",
     "UnknownField",
 ]

@@ -1,0 +1,1 @@
+"""Queue members: pause intervals and the controller-enforced wrap-up time."""
