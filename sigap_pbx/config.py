@@ -146,6 +146,12 @@ class QueueConfig(_Section):
     oncall_ring_seconds: int = Field(30, ge=5, le=120)
     # Seconds between "please stay on the line" announcements to a waiting caller.
     periodic_announce_seconds: int = Field(15, ge=15, le=20)
+    # Seconds an operator stays paused (reason "wrapup") after each call, across all
+    # queues; 0 turns wrap-up off. The controller enforces it and raises an alert
+    # when Asterisk offers a call inside the window. NOTE: a caller who arrives while
+    # every operator is in wrap-up goes down the overflow chain at once, because a
+    # queue whose members are all paused counts as empty.
+    wrapup_seconds: int = Field(0, ge=0, le=300)
 
 
 class AmiConfig(_Section):

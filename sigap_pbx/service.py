@@ -22,8 +22,10 @@ from sigap_pbx.calls.reconcile import Reconciler
 from sigap_pbx.calls.tracker import CallTracker
 from sigap_pbx.config import Config, load_secrets
 from sigap_pbx.live import LiveView
+from sigap_pbx.members.pauses import PauseTracker
+from sigap_pbx.members.wrapup import WrapupGuard
 from sigap_pbx.operators import OperatorFeatures
-from sigap_pbx.store import CallStore, Database
+from sigap_pbx.store import CallStore, Database, MemberStore
 from sigap_pbx.web.app import create_app
 
 log = structlog.get_logger(__name__)
@@ -54,6 +56,10 @@ class Controller:
         self.store: CallStore | None = None
         self.tracker: CallTracker | None = None
         self.reconciler: Reconciler | None = None
+        self.pauses: PauseTracker | None = None
+        self.wrapup = WrapupGuard(
+            self.ami, config.queue.wrapup_seconds, action_timeout=config.ami.action_timeout
+        )
         self.web_runner: web.AppRunner | None = None
         self.web_port: int | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -77,11 +83,17 @@ class Controller:
             country_code=config.site.country_code,
         )
         self._spawn(self.tracker.run_writer(), "store-writer")
+        self.pauses = PauseTracker(MemberStore(self.db))
+        # Pause intervals left open by an earlier run go on, instead of splitting.
+        await self.pauses.restore()
+        self._spawn(self.pauses.run_writer(), "pause-writer")
         # Calls that ended while the controller was down are recorded first.
         await self._reconcile("start")
 
         self.ami.add_event_listener(self.tracker.on_event)
         self.ami.add_event_listener(self.live.on_event)
+        self.ami.add_event_listener(self.pauses.on_event)
+        self.ami.add_event_listener(self.wrapup.on_event)
         self.ami.add_connect_listener(self._on_ami_session)
         self.ami.add_disconnect_listener(self.live.mark_unsynced)
         self.ami.start()
@@ -118,10 +130,15 @@ class Controller:
         await self.agi.stop()
         if self.web_runner is not None:
             await self.web_runner.cleanup()
+        # Members still in wrap-up are unpaused now rather than left paused.
+        await self.wrapup.stop()
         await self.ami.stop()
         if self.tracker is not None:
             with contextlib.suppress(TimeoutError):
                 await self.tracker.flush(timeout=10)
+        if self.pauses is not None:
+            with contextlib.suppress(TimeoutError):
+                await self.pauses.flush(timeout=10)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -180,6 +197,9 @@ class Controller:
         """Rebuild the live view and the tracker's open calls from Asterisk's state."""
         status = await self.ami.action("QueueStatus", timeout=10)
         self.live.reset_from_status(status.events)
+        assert self.pauses is not None
+        self.pauses.reset_from_status(status.events)
+        self.wrapup.reset_from_status(status.events)
         channels = await self.ami.action("CoreShowChannels", timeout=10)
         assert self.tracker is not None
         live_linkedids = set()
@@ -236,6 +256,7 @@ class Controller:
             "calls_in_progress": len(tracker.calls) if tracker else 0,
             "pending_writes": tracker.pending_writes if tracker else 0,
             "reconciled_calls": self.reconciler.reconciled_total if self.reconciler else 0,
+            "wrapup_alerts": self.wrapup.alerts_total,
             "uptime_seconds": round(time.time() - self.started_at, 1),
         }
 
