@@ -294,12 +294,21 @@ class Reconciler:
             return 0
         uniqueid, fields = built
         existing = await self.store.get_call(uniqueid=uniqueid)
-        if existing is not None and existing.outcome != CallOutcome.IN_PROGRESS:
-            return 0
         if existing is not None:
-            # The live path saw the start; keep what it recorded and fill the rest.
-            fields = {k: v for k, v in fields.items() if getattr(existing, k, None) is None
-                      or k in ("outcome", "ended_at", "reconciled")}
+            live_outcome = existing.outcome != CallOutcome.IN_PROGRESS
+            if live_outcome and existing.ended_at is not None:
+                return 0
+            # The live path saw part of the call (a controller killed mid-call, or
+            # before its last writes): keep what it recorded and fill the rest. An
+            # outcome it already decided stands.
+            replaceable = {"ended_at", "reconciled"}
+            if not live_outcome:
+                replaceable.add("outcome")
+            fields = {
+                k: v
+                for k, v in fields.items()
+                if getattr(existing, k, None) is None or k in replaceable
+            }
         call_id = await self.store.upsert_call(uniqueid, **fields)
         for row in rows:
             if row.uniqueid != uniqueid and row.eventtype not in ("BRIDGE_ENTER", "ANSWER"):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -327,6 +328,7 @@ class WrapupGuard:
     ) -> None:
         if pause_first:
             await self._send_pause(wrapup.interface, True, pause_queues)
+        await self._mark_expiry(wrapup.interface, wrapup.deadline)
         delay = (wrapup.deadline - self.clock()).total_seconds()
         if delay > 0:
             await self._sleep(delay)
@@ -335,6 +337,7 @@ class WrapupGuard:
         await self._release(wrapup.interface, "window_ended")
 
     async def _release(self, interface: str, cause: str) -> None:
+        await self._clear_expiry(interface)
         targets = self._unpause_targets(interface)
         if targets == set():
             log.info("wrapup_release_skipped_member_paused", interface=interface)
@@ -347,6 +350,8 @@ class WrapupGuard:
         if wrapup is None or wrapup.task is None:
             return
         wrapup.task.cancel()
+        # The dialplan must not lift a pause that is no longer a wrap-up.
+        self._spawn(self._clear_expiry(interface), interface)
         log.info("wrapup_cancelled", interface=interface, cause=cause)
 
     def _unpause_targets(self, interface: str) -> set[str] | None:
@@ -366,6 +371,30 @@ class WrapupGuard:
         if not other:
             return None
         return queues - other
+
+    async def _mark_expiry(self, interface: str, deadline: datetime) -> None:
+        """Write the wrap-up's end into AstDB, where the dialplan can lift it alone.
+
+        The emergency dialplan unpauses a member whose sigap/wrapup key has passed,
+        so a controller that dies during a wrap-up cannot leave operators paused.
+        """
+        key = _expiry_key(interface)
+        if key is None:
+            return
+        value = str(math.ceil(deadline.timestamp()))
+        await self._astdb("DBPut", {"Family": EXPIRY_FAMILY, "Key": key, "Val": value})
+
+    async def _clear_expiry(self, interface: str) -> None:
+        key = _expiry_key(interface)
+        if key is not None:
+            await self._astdb("DBDel", {"Family": EXPIRY_FAMILY, "Key": key})
+
+    async def _astdb(self, action: str, fields: dict[str, str]) -> None:
+        try:
+            await self.ami.action(action, fields, timeout=self.action_timeout)
+        except AmiError as exc:
+            # DBDel of a key that is not there fails too, which is harmless.
+            log.debug("wrapup_astdb_failed", action=action, key=fields["Key"], error=str(exc))
 
     async def _send_pause(
         self, interface: str, paused: bool, queues: set[str] | None
@@ -441,3 +470,13 @@ class WrapupGuard:
 def _trim(items: OrderedDict[str, Any]) -> None:
     while len(items) > LEG_MEMORY:
         items.popitem(last=False)
+
+
+EXPIRY_FAMILY = "sigap/wrapup"
+_PJSIP_INTERFACE = re.compile(r"^PJSIP/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})$")
+
+
+def _expiry_key(interface: str) -> str | None:
+    """Return the AstDB key of a PJSIP member (`PJSIP/op1` -> `op1`), else None."""
+    match = _PJSIP_INTERFACE.match(interface)
+    return match.group(1) if match else None

@@ -197,9 +197,11 @@ class Stack:
 
     # Controller as a separate process (for kill and SIGSTOP) ---------------------
 
-    async def start_controller_process(self, database_url: str) -> asyncio.subprocess.Process:
+    async def start_controller_process(
+        self, database_url: str, extra_env: dict[str, str] | None = None
+    ) -> asyncio.subprocess.Process:
         env = {**os.environ, **self.environ, "SIGAP_DATABASE__URL": database_url,
-               "SIGAP_LOGGING__FORMAT": "json"}
+               "SIGAP_LOGGING__FORMAT": "json", **(extra_env or {})}
         log_path = self.work / f"controller-{next_port()}.log"
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "sigap_pbx.cli", "serve", env=env, cwd=REPO,

@@ -485,6 +485,7 @@ async def test_final_live_record_left_alone(
         "1796409216.0",
         arrived_at=at(0.0),
         answered_at=at(5.0),
+        ended_at=at(9.0),
         operator="op2",
         wait_seconds=5.0,
         outcome="answered",
@@ -499,6 +500,32 @@ async def test_final_live_record_left_alone(
     assert after == before
     assert after.operator == "op2"
     assert after.reconciled is False
+
+
+async def test_live_record_without_end_completed(
+    reconciler: Reconciler, store: CallStore, cel: CelFile
+) -> None:
+    # The live path recorded the answer, then died before writing the hangup.
+    await store.upsert_call(
+        "1796409216.0",
+        arrived_at=at(0.0),
+        answered_at=at(5.0),
+        operator="op2",
+        wait_seconds=5.0,
+        outcome="answered",
+    )
+    answered(cel)
+
+    written = await reconciler.run_pass("test")
+
+    after = await stored(store, "1796409216.0")
+    assert written == 1
+    assert after.ended_at is not None
+    assert after.hangup_cause == 16
+    assert after.talk_seconds is not None
+    assert after.operator == "op2"
+    assert after.outcome == "answered"
+    assert after.reconciled is True
 
 
 async def test_in_progress_live_record_completed(
