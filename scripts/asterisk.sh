@@ -208,6 +208,9 @@ sync_config() {
         cp -a "$prompts"/. "$HOST_DIR/prompts/"
     fi
     chown -R "$AST_UID:$AST_UID" "$HOST_DIR"
+    # Logs repeat dialplan arguments (the FastAGI token among them) and CDR/CEL hold
+    # callers' numbers: only Asterisk's user and root may read them.
+    chmod 0750 "$HOST_DIR/log" "$HOST_DIR/etc" "$HOST_DIR/lib"
     # Site files hold secrets, so only the asterisk user may read them.
     find "$HOST_DIR/etc" -type f -exec chmod 0600 {} +
 }

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Run the whole stack on the embedded SQLite database: a real Asterisk, the Sigap
 # controller and its web server. Ctrl-C stops all of them.
+#
+# Asterisk carries the calls, so it keeps running whatever happens to the
+# controller: if the controller exits on its own, it is started again after a short
+# pause, and calls in progress are not touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,21 +15,39 @@ etc=$($SIGAP render-config)
 prompts=$($SIGAP prompts)
 instance=$(.venv/bin/python -c 'from sigap_pbx.config import load_config; print(load_config().site.instance)')
 
+log() { printf '[run %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2 || true; }
+stopping=0
+controller=""
+
 stop_all() {
     trap - INT TERM EXIT
     # If the output went to a pipe that Ctrl-C already closed (make run | tee), a
     # write must not kill this cleanup before Asterisk is stopped.
     trap '' PIPE
-    if [ -n "${controller:-}" ] && kill -0 "$controller" 2>/dev/null; then
+    stopping=1
+    if [ -n "$controller" ] && kill -0 "$controller" 2>/dev/null; then
         kill -TERM "$controller" 2>/dev/null || true
         wait "$controller" 2>/dev/null || true
     fi
     scripts/asterisk.sh down --instance "$instance"
 }
-trap stop_all INT TERM EXIT
+trap 'stop_all; exit 130' INT
+trap 'stop_all; exit 143' TERM
+trap stop_all EXIT
 
 scripts/asterisk.sh up --instance "$instance" --etc "$etc" --prompts "$prompts"
 .venv/bin/python -m sigap_pbx.banner
-$SIGAP serve &
-controller=$!
-wait "$controller"
+while [ "$stopping" = 0 ]; do
+    $SIGAP serve &
+    controller=$!
+    status=0
+    wait "$controller" || status=$?
+    [ "$stopping" = 0 ] || break
+    if [ "$status" = 1 ] || [ "$status" = 2 ]; then
+        # A configuration or start-up error: starting again would fail the same way.
+        log "the controller could not start (exit $status); see the error above"
+        exit "$status"
+    fi
+    log "the controller exited ($status); Asterisk keeps routing calls; restarting it in 2 s"
+    sleep 2
+done

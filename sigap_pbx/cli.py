@@ -78,7 +78,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             loop.add_signal_handler(signum, stop.set)
         await serve(config, stop)
 
-    asyncio.run(main())
+    from sigap_pbx.service import StartupError
+
+    try:
+        asyncio.run(main())
+    except StartupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -5,12 +5,14 @@ message names the key, the rule it broke and how to fix it, so an administrator 
 on it without reading this code.
 
 Environment variables are named after the key: `SIGAP_WEB__PORT=8200` sets `[web] port`.
-A double underscore separates the table from the key.
+A double underscore separates the table from the key, and a list is given as JSON:
+`SIGAP_SIP__EMERGENCY_NUMBERS='["112", "0112"]'`.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import re
 import secrets
@@ -53,8 +55,11 @@ def _parse_hostport(value: str, *, key: str) -> tuple[str, int]:
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"{value!r} is not HOST:PORT, e.g. 127.0.0.1:5060")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if ":" in host and not bracketed:
+        raise ValueError(f"write the IPv6 address in {value!r} in brackets, e.g. [::1]:5060")
     try:
-        ipaddress.ip_address(host)
+        ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         raise ValueError(f"{host!r} in {key} is not an IP address") from None
     return host, int(port)
@@ -82,13 +87,23 @@ class TrunkConfig(_Section):
     @classmethod
     def _check_networks(cls, value: list[str]) -> list[str]:
         for item in value:
-            ipaddress.ip_network(item, strict=False)
+            network = ipaddress.ip_network(item, strict=False)
+            if network.prefixlen == 0:
+                raise ValueError(
+                    f"{item!r} matches every address, so any host could place calls as "
+                    "the carrier; list the carrier's own addresses or networks"
+                )
         return value
+
+
+# A display name goes into pjsip.conf's callerid line, so it may not contain a line
+# break, a quote, a comment sign or brackets that would end the value or the section.
+DisplayName = Annotated[str, StringConstraints(pattern=r'^[^\x00-\x1f\x7f";\[\]<>\\]{0,64}$')]
 
 
 class OperatorConfig(_Section):
     endpoint: EndpointName
-    name: str = ""
+    name: DisplayName = ""
     # Left empty, a random password is generated into the secrets file.
     password: Secret | None = None
 
@@ -128,9 +143,21 @@ class SipConfig(_Section):
         names += [trunk.name for trunk in self.trunks]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
-            raise ValueError(f"endpoint names must be unique, repeated: {duplicates}")
+            raise ValueError(
+                f"endpoint names in sip.operators, sip.supervisor, sip.oncall and "
+                f"sip.trunks must be unique, repeated: {duplicates}"
+            )
+        numbers = self.emergency_numbers
+        repeated = sorted({n for n in numbers if numbers.count(n) > 1})
+        if repeated:
+            raise ValueError(f"sip.emergency_numbers lists {repeated} more than once")
+        if self.trunk_bind == self.operator_bind:
+            raise ValueError(
+                "sip.trunk_bind and sip.operator_bind must differ, because the carrier "
+                "and the phones each need their own transport"
+            )
         if self.rtp_end <= self.rtp_start:
-            raise ValueError("rtp_end must be greater than rtp_start")
+            raise ValueError("sip.rtp_end must be greater than sip.rtp_start")
         return self
 
 
@@ -251,6 +278,20 @@ class Config(_Section):
     prompts: PromptsConfig = PromptsConfig()
     logging: LoggingConfig = LoggingConfig()
 
+    @model_validator(mode="after")
+    def _check_tcp_ports(self) -> Config:
+        listeners = {
+            "ami.port": (self.ami.host, self.ami.port),
+            "agi.port": (self.agi.host, self.agi.port),
+            "web.port": (self.web.host, self.web.port),
+        }
+        seen: dict[tuple[str, int], str] = {}
+        for key, address in listeners.items():
+            if address in seen:
+                raise ValueError(f"{key} and {seen[address]} both use {address[0]}:{address[1]}")
+            seen[address] = key
+        return self
+
     @property
     def state_dir(self) -> Path:
         return self.site.state_dir.resolve()
@@ -274,6 +315,16 @@ class Config(_Section):
         return self.state_dir / "secrets.toml"
 
 
+def _env_value(value: str) -> Any:
+    """Read a list or table given as JSON (`'["112", "0112"]'`); anything else is text."""
+    if value.startswith(("[", "{")):
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    return value
+
+
 def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
     """Turn SIGAP_TABLE__KEY=value variables into a nested dict."""
     tree: dict[str, Any] = {}
@@ -284,7 +335,7 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
         node = tree
         for part in path[:-1]:
             node = node.setdefault(part, {})
-        node[path[-1]] = value
+        node[path[-1]] = _env_value(value)
     return tree
 
 
@@ -311,7 +362,13 @@ def _format_error(error: dict[str, Any], source: str | None) -> str:
     if error["type"] == "string_pattern_mismatch":
         pattern = error.get("ctx", {}).get("pattern", "")
         rule = f"must match {pattern}"
-    shown = repr(value) if not isinstance(value, dict) else "(table)"
+    if isinstance(value, dict):
+        # A rule across several keys of a table (a whole-table check): the message
+        # names the keys, and only the file or the keys' own variables can fix it.
+        where = f"[{key}]" if key else "the configuration"
+        origin = f" in {source}" if source else ""
+        return f"{where}: {rule}. Fix it{origin}"
+    shown = repr(value)
     if len(shown) > 80:
         shown = shown[:77] + "..."
     fix = f"Fix it in {source} or set {env_name}" if source else f"Fix {env_name}"
@@ -362,7 +419,9 @@ def load_secrets(config: Config) -> dict[str, str]:
     stored: dict[str, str] = {}
     if path.exists():
         stored = {k: str(v) for k, v in tomllib.loads(path.read_text()).items()}
-    wanted = {"ami": config.ami.secret}
+    # "agi" is the token the dialplan passes to FastAGI, so that a local process
+    # that is not Asterisk cannot log operators in or out.
+    wanted = {"ami": config.ami.secret, "agi": None}
     sip = config.sip
     for op in [*sip.operators, sip.supervisor, sip.oncall]:
         wanted[f"sip.{op.endpoint}"] = op.password

@@ -9,6 +9,8 @@ this site) or `error` (the dialplan then does the action itself).
 
 from __future__ import annotations
 
+import hmac
+
 import structlog
 
 from sigap_pbx.agi.server import AgiSession
@@ -24,11 +26,21 @@ NOT_MEMBER = "not there"
 
 
 class OperatorFeatures:
-    def __init__(self, ami: AmiClient, queue: str, operators: set[str], timeout: float = 2.0):
+    def __init__(
+        self,
+        ami: AmiClient,
+        queue: str,
+        operators: set[str],
+        timeout: float = 2.0,
+        *,
+        token: str | None = None,
+    ):
         self.ami = ami
         self.queue = queue
         self.operators = operators
         self.timeout = timeout
+        # The dialplan passes this as agi_arg_2. None (tests) skips the check.
+        self.token = token
 
     async def login(self, session: AgiSession) -> None:
         await self._run(session, "login")
@@ -37,6 +49,12 @@ class OperatorFeatures:
         await self._run(session, "logout")
 
     async def _run(self, session: AgiSession, action: str) -> None:
+        if self.token is not None and not hmac.compare_digest(
+            session.arg(2).encode(), self.token.encode()
+        ):
+            log.warning("operator_feature_bad_token", action=action, peer_arg=session.arg(1)[:64])
+            await session.set_variable("SIGAP_RESULT", "rejected")
+            return
         try:
             endpoint = validate_endpoint(session.arg(1), field="agi_arg_1")
         except DialStringError as exc:

@@ -33,10 +33,15 @@ log = structlog.get_logger(__name__)
 HEARTBEAT_KEY = ("sigap/controller", "heartbeat")
 
 
+class StartupError(Exception):
+    """Raised when the controller cannot start, with the setting to change."""
+
+
 class Controller:
     def __init__(self, config: Config) -> None:
         self.config = config
         secrets = load_secrets(config)
+        self._agi_token = secrets["agi"]
         self.paths = InstancePaths.for_instance(config.site.instance)
         self.ami = AmiClient(
             config.ami.host,
@@ -90,6 +95,19 @@ class Controller:
         # Calls that ended while the controller was down are recorded first.
         await self._reconcile("start")
 
+        # Listening sockets first: a port in use is a start-up error to report now,
+        # before any background task runs.
+        features = OperatorFeatures(
+            self.ami,
+            config.queue.name,
+            {op.endpoint for op in config.sip.operators},
+            token=self._agi_token,
+        )
+        self.agi.route("operator/login", features.login)
+        self.agi.route("operator/logout", features.logout)
+        await self._listen("agi", config.agi.host, config.agi.port, self.agi.start)
+        await self._listen("web", config.web.host, config.web.port, self._start_web)
+
         self.ami.add_event_listener(self.tracker.on_event)
         self.ami.add_event_listener(self.live.on_event)
         self.ami.add_event_listener(self.pauses.on_event)
@@ -98,18 +116,8 @@ class Controller:
         self.ami.add_disconnect_listener(self.live.mark_unsynced)
         self.ami.start()
 
-        features = OperatorFeatures(
-            self.ami,
-            config.queue.name,
-            {op.endpoint for op in config.sip.operators},
-        )
-        self.agi.route("operator/login", features.login)
-        self.agi.route("operator/logout", features.logout)
-        await self.agi.start()
-
         self._spawn(self._heartbeat_loop(), "astdb-heartbeat")
         self._spawn(self._reconcile_loop(), "reconcile-loop")
-        await self._start_web()
         log.info(
             "controller_started",
             database=self.db.url,
@@ -130,6 +138,7 @@ class Controller:
         await self.agi.stop()
         if self.web_runner is not None:
             await self.web_runner.cleanup()
+            self.web_runner = None
         # Members still in wrap-up are unpaused now rather than left paused.
         await self.wrapup.stop()
         await self.ami.stop()
@@ -156,6 +165,17 @@ class Controller:
         if not task.cancelled() and task.exception() is not None:
             log.error("controller_task_crashed", task=task.get_name(), exc_info=task.exception())
 
+    @staticmethod
+    async def _listen(section: str, host: str, port: int, start: Any) -> None:
+        try:
+            await start()
+        except OSError as exc:
+            raise StartupError(
+                f"[{section}] cannot listen on {host}:{port}: {exc.strerror or exc}; "
+                f"stop what uses that port or set another with "
+                f"SIGAP_{section.upper()}__PORT"
+            ) from None
+
     async def _start_web(self) -> None:
         app = create_app(self)
         self.web_runner = web.AppRunner(app, access_log=None)
@@ -169,7 +189,11 @@ class Controller:
     # AMI session hooks ------------------------------------------------------------
 
     async def _on_ami_session(self) -> None:
-        """Run after every AMI login: publish routes, read state again, reconcile."""
+        """Run after every AMI login: publish routes, read state again, reconcile.
+
+        A failure here raises, and the AMI client then drops the session and
+        reconnects, so the state is read again rather than trusted half-read.
+        """
         await self.publish_routes()
         await self.resync()
         if self.ami.sessions > 1:
@@ -264,8 +288,8 @@ class Controller:
 async def serve(config: Config, stop: asyncio.Event) -> None:
     """Run the controller until `stop` is set."""
     controller = Controller(config)
-    await controller.start()
     try:
+        await controller.start()
         await stop.wait()
     finally:
         await controller.stop()

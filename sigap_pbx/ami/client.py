@@ -270,12 +270,19 @@ class AmiClient:
                     listener()
 
     async def _call_connect_listener(self, listener: SessionListener) -> None:
+        """Run one session listener; if it fails, end the session so it runs again.
+
+        Listeners read Asterisk's state after a login. A view built from a failed
+        read cannot be trusted, so the client reconnects (with backoff) and the
+        listeners run again on the new session.
+        """
         try:
             await listener()
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except Exception as exc:
             log.exception("ami_connect_listener_failed", listener=repr(listener))
+            raise AmiError(f"session set-up failed: {type(exc).__name__}: {exc}") from exc
 
     async def _read(self, reader: asyncio.StreamReader, parser: AmiParser) -> None:
         try:

@@ -154,7 +154,9 @@ sort = alpha
 """
 
 
-def render_extensions(config: Config, paths: InstancePaths) -> str:
+def render_extensions(
+    config: Config, paths: InstancePaths, secrets: dict[str, str] | None = None
+) -> str:
     queue = config.queue
     lines = [
         HEADER,
@@ -174,6 +176,8 @@ def render_extensions(config: Config, paths: InstancePaths) -> str:
         f"SIGAP_AGI_HOST={config.agi.host}\n",
         f"SIGAP_AGI_PORT={config.agi.port}\n",
         f"SIGAP_AGI_WAIT={config.agi.operator_wait_seconds}\n",
+        "; Proves to the FastAGI server that a request comes from this dialplan.\n",
+        f"SIGAP_AGI_TOKEN={(secrets or {}).get('agi', '')}\n",
         f"SIGAP_HEARTBEAT_STALE={config.controller.heartbeat_stale_seconds}\n",
         "\n; Calls from the carrier trunk: the emergency numbers only, as literals.\n",
         "[sigap-trunk-inbound]\n",
@@ -205,7 +209,7 @@ def render_config(config: Config, out: Path | None = None) -> Path:
         "manager_site.conf": render_manager(config, secrets),
         "queues_site.conf": render_queues(config, paths),
         "musiconhold_site.conf": render_musiconhold(paths),
-        "extensions_site.conf": render_extensions(config, paths),
+        "extensions_site.conf": render_extensions(config, paths, secrets),
         "rtp_site.conf": render_rtp(config),
     }
     for name, text in site_files.items():

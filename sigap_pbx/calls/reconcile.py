@@ -119,6 +119,29 @@ def _elapsed(first: CelRow, last: CelRow) -> float:
     return max(0.0, last.eventtime - first.eventtime)
 
 
+def _answering_bridge(rows: list[CelRow], caller: str) -> tuple[CelRow | None, str]:
+    """Return the caller's first BRIDGE_ENTER and the channel that shared its bridge.
+
+    Asterisk 22.10 often leaves `peer` empty in both BRIDGE_ENTER rows of a two-party
+    bridge, so the other party is found by the bridge_id in eventextra instead.
+    """
+    for row in rows:
+        if row.uniqueid != caller or row.eventtype != "BRIDGE_ENTER":
+            continue
+        if row.peer:
+            return row, row.peer
+        bridge_id = row.extra().get("bridge_id")
+        for other in rows:
+            if (
+                other.eventtype == "BRIDGE_ENTER"
+                and other.uniqueid != caller
+                and bridge_id is not None
+                and other.extra().get("bridge_id") == bridge_id
+            ):
+                return row, other.channame
+    return None, ""
+
+
 def build_call(rows: list[CelRow], country_code: str) -> tuple[str, dict[str, Any]] | None:
     """Return (uniqueid, fields) for one finished call's rows, or None if not a 112 call."""
     start = next(
@@ -150,9 +173,7 @@ def build_call(rows: list[CelRow], country_code: str) -> tuple[str, dict[str, An
             candidate = str(row.extra().get("extra", ""))
             if candidate in ("backup", "supervisor", "oncall"):
                 stage = candidate
-    answered = next(
-        (r for r in mine if r.eventtype == "BRIDGE_ENTER" and r.peer), None
-    )
+    answered, peer = _answering_bridge(rows, caller)
     hangup = next((r for r in mine if r.eventtype == "HANGUP"), None)
     cause = None
     if hangup is not None:
@@ -162,7 +183,7 @@ def build_call(rows: list[CelRow], country_code: str) -> tuple[str, dict[str, An
     if stage is not None:
         fields["overflow_stage"] = stage
     if answered is not None:
-        who = endpoint_of(answered.peer)
+        who = endpoint_of(peer)
         fields["answered_at"] = answered.at
         fields["wait_seconds"] = _elapsed(start, answered)
         if stage is None or stage == "backup":

@@ -158,7 +158,7 @@ def test_duplicate_endpoints_rejected(tmp_path: Path) -> None:
 
     message = config_error(path)
 
-    assert "endpoint names must be unique, repeated: ['op1']" in message
+    assert "must be unique, repeated: ['op1']" in message
 
 
 # --- Secrets ------------------------------------------------------------------
@@ -170,8 +170,8 @@ def test_secrets_file_generated_private(tmp_path: Path) -> None:
 
     secrets = load_secrets(config)
 
-    assert sorted(secrets) == ["ami", "sip.oncall1", "sip.op1", "sip.op2", "sip.spv1"]
-    assert len(set(secrets.values())) == 5
+    assert sorted(secrets) == ["agi", "ami", "sip.oncall1", "sip.op1", "sip.op2", "sip.spv1"]
+    assert len(set(secrets.values())) == 6
     assert all(len(value) >= 12 for value in secrets.values())
     mode = stat.S_IMODE(config.secrets_path.stat().st_mode)
     assert mode == 0o600
@@ -236,7 +236,7 @@ def test_valid_secrets_not_shown_in_errors(tmp_path: Path) -> None:
     message = config_error(path)
 
     assert "web.port = 0" in message
-    assert "endpoint names must be unique" in message
+    assert "must be unique" in message
     assert "ami-secret-value-1" not in message
     assert "sip-password-value-1" not in message
     assert "sip-password-value-2" not in message

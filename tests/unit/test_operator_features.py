@@ -188,3 +188,29 @@ async def test_login_over_fastagi() -> None:
     assert command == b"SET VARIABLE SIGAP_RESULT ok\n"
     assert rest == b""
     assert [name for name, _, _ in ami.actions] == ["QueueAdd"]
+
+
+@pytest.mark.parametrize("given", ["", "wrong-token", "s3cret-token-x", "s3cret-toke"])
+async def test_wrong_token_rejected(given: str) -> None:
+    """A local process that is not Asterisk does not know the dialplan's token."""
+    ami = StubAmi()
+    session = StubSession("op1")
+    session.env["agi_arg_2"] = given
+    guarded = OperatorFeatures(ami, "operators", {"op1"}, token="s3cret-token")  # type: ignore[arg-type]
+
+    await guarded.logout(session)  # type: ignore[arg-type]
+
+    assert session.variables == {"SIGAP_RESULT": "rejected"}
+    assert ami.actions == []
+
+
+async def test_right_token_accepted() -> None:
+    ami = StubAmi(completion("Success", "Removed interface from queue"))
+    session = StubSession("op1")
+    session.env["agi_arg_2"] = "s3cret-token"
+    guarded = OperatorFeatures(ami, "operators", {"op1"}, token="s3cret-token")  # type: ignore[arg-type]
+
+    await guarded.logout(session)  # type: ignore[arg-type]
+
+    assert session.variables == {"SIGAP_RESULT": "ok"}
+    assert [name for name, _, _ in ami.actions] == ["QueueRemove"]

@@ -139,7 +139,13 @@ class Call:
         )
 
     def answer(
-        self, offset: float, endpoint: str, sequence: int, app: str = "Queue"
+        self,
+        offset: float,
+        endpoint: str,
+        sequence: int,
+        app: str = "Queue",
+        *,
+        peer_recorded: bool = True,
     ) -> None:
         """Write the rows of `endpoint` answering and bridging with the caller;
         `sequence` numbers its channel and uniqueid as Asterisk would."""
@@ -164,7 +170,7 @@ class Call:
             offset,
             appname=app,
             appdata="operators,,,,30",
-            peer=channel,
+            peer=channel if peer_recorded else "",
             extra={"bridge_id": "b1"},
         )
 
@@ -567,3 +573,23 @@ async def test_in_progress_live_record_marked(
 
     call = await stored(store, "1796409216.0")
     assert call.reconciled is True
+
+
+async def test_answer_found_without_peer(
+    reconciler: Reconciler, store: CallStore, cel: CelFile
+) -> None:
+    """Asterisk 22 often leaves BRIDGE_ENTER's peer empty; the bridge id still links
+    the caller to the operator."""
+    call = Call(cel, "1796409300.0")
+    call.arrive()
+    call.enter_queue(0.2)
+    call.answer(3.0, "op2", call.serial + 1, peer_recorded=False)
+    call.hang_up(10.0, dialstatus="ANSWER")
+    call.end(10.1)
+
+    assert await reconciler.run_pass("test") == 1
+
+    rebuilt = await stored(store, "1796409300.0")
+    assert rebuilt.outcome == "answered"
+    assert rebuilt.operator == "op2"
+    assert rebuilt.answered_at == at(3.0)
