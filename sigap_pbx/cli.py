@@ -5,16 +5,36 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import re
 import signal
 import sys
 from pathlib import Path
+from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
-from sigap_pbx.config import Config, ConfigError, load_config
+from sigap_pbx.config import DEFAULT_CONFIG_PATHS, Config, ConfigError, load_config
+from sigap_pbx.store.models import CallOutcome
 
+EXIT_FAILURE = 1
+# argparse exits with 2 on a usage error, and a bad configuration uses the same code.
 EXIT_CONFIG = 2
 DISPLAY_ZONE = ZoneInfo("Asia/Pontianak")
+# Maximum number of calls that `sigap calls` lists, the same cap as the web API's
+# `limit` parameter.
+MAX_CALLS_LISTED = 500
+
+
+class CommandError(Exception):
+    """A failure that `main` prints as one line on stderr before exiting with 1."""
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    """ArgumentParser that reports a usage error in one line, without the usage text."""
+
+    def error(self, message: str) -> NoReturn:
+        line = f"{self.prog}: error: {message}; see {self.prog} --help\n"
+        self.exit(EXIT_CONFIG, line)
 
 
 def mask_password(url: str) -> str:
@@ -23,7 +43,31 @@ def mask_password(url: str) -> str:
 
 
 def _load(args: argparse.Namespace) -> Config:
-    return load_config(Path(args.config) if args.config else None)
+    """Load the configuration, raising ConfigError when the file cannot be read."""
+    try:
+        return load_config(Path(args.config) if args.config else None)
+    except (OSError, UnicodeDecodeError) as error:
+        path = _config_path(args, error)
+        if isinstance(error, UnicodeDecodeError):
+            reason = (
+                f"not valid UTF-8 ({error.reason} at byte {error.start}); "
+                "save the file as UTF-8"
+            )
+        else:
+            reason = error.strerror or str(error)
+        raise ConfigError(f"cannot read configuration file {path}: {reason}") from None
+
+
+def _config_path(args: argparse.Namespace, error: Exception) -> str:
+    """Name the configuration file that load_config tried to read, for messages."""
+    if isinstance(error, OSError) and error.filename:
+        return str(error.filename)
+    if args.config:
+        return str(args.config)
+    if os.environ.get("SIGAP_CONFIG"):
+        return os.environ["SIGAP_CONFIG"]
+    found = next((path for path in DEFAULT_CONFIG_PATHS if path.exists()), None)
+    return str(found) if found is not None else "(none found)"
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -96,22 +140,49 @@ def _local(value: str | None) -> str:
     return datetime.fromisoformat(value).astimezone(DISPLAY_ZONE).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def cmd_calls(args: argparse.Namespace) -> int:
+def _require_sqlite_file(url: str) -> None:
+    """Raise CommandError when the URL names an SQLite file that does not exist.
+
+    Without this check, opening the URL would create an empty database there.
+    """
+    from sigap_pbx.store.db import parse_url
+
+    parsed = parse_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return
+    path = Path(parsed.database or "").absolute()
+    if not path.exists():
+        raise CommandError(
+            f"no database at {path}: start the stack with `make run` first, run "
+            "from the directory that holds var/, or set [site] state_dir / "
+            "[database] url"
+        )
+
+
+async def _fetch_calls(url: str, args: argparse.Namespace) -> list[dict[str, Any]]:
     from sigap_pbx.store import CallStore, Database
 
+    # migrate=False: a read-only command must not change the schema of a database
+    # that a running controller of another version may be using.
+    db = await Database.open(url, migrate=False)
+    try:
+        calls = await CallStore(db).list_calls(
+            limit=args.limit, outcome=args.outcome, number=args.number
+        )
+        return [call.to_dict() for call in calls]
+    finally:
+        await db.close()
+
+
+def cmd_calls(args: argparse.Namespace) -> int:
+    from sigap_pbx.store import StoreError
+
     config = _load(args)
-
-    async def fetch() -> list[dict[str, object]]:
-        db = await Database.open(config.database_url)
-        try:
-            calls = await CallStore(db).list_calls(
-                limit=args.limit, outcome=args.outcome, number=args.number
-            )
-            return [call.to_dict() for call in calls]
-        finally:
-            await db.close()
-
-    rows = asyncio.run(fetch())
+    try:
+        _require_sqlite_file(config.database_url)
+        rows = asyncio.run(_fetch_calls(config.database_url, args))
+    except StoreError as error:
+        raise CommandError(str(error)) from None
     if args.json:
         print(json.dumps(rows, indent=2, ensure_ascii=False))
         return 0
@@ -124,7 +195,7 @@ def cmd_calls(args: argparse.Namespace) -> int:
         flag = " (reconciled)" if row.get("reconciled") else ""
         print(
             f"{row['id']:>5}  {_local(row.get('arrived_at')):19}  "
-            f"{(row.get('caller_number') or 'withheld')[:16]:16}  {row['outcome']:22}  "
+            f"{_caller(row)[:16]:16}  {row['outcome']:22}  "
             f"{'' if wait is None else f'{wait:.1f}':>6}  {'' if talk is None else f'{talk:.1f}':>6}  "
             f"{who}{flag}"
         )
@@ -133,8 +204,29 @@ def cmd_calls(args: argparse.Namespace) -> int:
     return 0
 
 
+def _caller(row: dict[str, Any]) -> str:
+    # The raw number is not printed, because the caller's network controls it and
+    # it may contain terminal escape sequences.
+    if row.get("caller_number"):
+        return str(row["caller_number"])
+    return "unknown" if row.get("caller_number_raw") else "withheld"
+
+
+def _calls_limit(text: str) -> int:
+    """Parse --limit, which argparse reports in one line when it is out of range."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= MAX_CALLS_LISTED:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a whole number from 1 to {MAX_CALLS_LISTED}"
+        )
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sigap", description="Sigap 112 controller")
+    parser = _ArgumentParser(prog="sigap", description="Sigap 112 controller")
     parser.add_argument(
         "--config", help="TOML configuration file (default: $SIGAP_CONFIG, ./sigap.toml, "
         "/etc/sigap/sigap.toml, or built-in defaults)"
@@ -147,8 +239,19 @@ def build_parser() -> argparse.ArgumentParser:
     prompts = sub.add_parser("prompts", help="generate the Indonesian voice prompts")
     prompts.add_argument("--out", help="directory (default: STATE_DIR/prompts)")
     calls = sub.add_parser("calls", help="list recorded calls, newest first")
-    calls.add_argument("--limit", type=int, default=20, help="how many calls (default 20)")
-    calls.add_argument("--outcome", help="only calls with this outcome, e.g. abandoned_in_queue")
+    calls.add_argument(
+        "--limit",
+        type=_calls_limit,
+        default=20,
+        help=f"how many calls, from 1 to {MAX_CALLS_LISTED} (default 20)",
+    )
+    outcomes = [outcome.value for outcome in CallOutcome]
+    calls.add_argument(
+        "--outcome",
+        choices=outcomes,
+        metavar="OUTCOME",
+        help=f"only calls with this outcome: {', '.join(outcomes)}",
+    )
     calls.add_argument("--number", help="only calls from this normalised number, e.g. +62812...")
     calls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     return parser
@@ -175,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except CommandError as exc:
+        # Store errors can quote a driver message that spans lines.
+        print(f"error: {' '.join(str(exc).splitlines())}", file=sys.stderr)
+        return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
 

@@ -15,22 +15,21 @@ _WITHHELD = {"", "anonymous", "unknown", "unavailable", "private", "restricted"}
 
 
 def normalise_number(raw: str | None, country_code: str = "62") -> str:
-    """Return `+<country><national>` for a recognisable number, else its digits.
+    """Return `+<country><national>` for a recognisable number, else ''.
 
-    A withheld or empty caller ID gives ''. Anything that is not a phone number after
-    removing separators (letters, SIP URIs) is reduced to its digits, so a record
-    never stores caller-controlled punctuation in this field.
+    Spaces, dashes, dots and parentheses are removed first. A withheld or empty
+    caller ID gives ''. So does anything that is then not an optional `+` followed
+    by ASCII digits, such as a SIP URI or `0811&PJSIP/op1`, because keeping only its
+    digits would invent a number that never called. The tracker stores the value as
+    received in `caller_number_raw`. Short codes and national numbers too short to
+    recognise (`112`, `0361`) are returned as their digits.
     """
     if raw is None:
         return ""
     text = _SEPARATORS.sub("", raw.strip())
-    if text.lower() in _WITHHELD:
+    if text.lower() in _WITHHELD or not _PHONE_NUMBER.fullmatch(text):
         return ""
-    digits = re.sub(r"\D", "", text)
-    if not digits:
-        return ""
-    if not _PHONE_NUMBER.fullmatch(text):
-        return digits
+    digits = text.removeprefix("+")
     if text.startswith("+"):
         return "+" + digits
     if digits.startswith("00") and len(digits) > 2:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import math
 import re
 import time
 from collections import OrderedDict
@@ -39,6 +40,12 @@ CALLER_CLEARED_CAUSES = {16, 17, 18, 19, 31, 127}
 # Calls ended longer ago than this are forgotten; later events for them are ignored.
 ENDED_CALL_MEMORY_SECONDS = 120.0
 _ENDPOINT_OF_CHANNEL = re.compile(r"^PJSIP/(?P<endpoint>[^-/]+(?:-[^-/]+)*?)-[0-9a-f]{8}")
+# Code points that cannot be stored: NUL, which PostgreSQL rejects in text and JSON,
+# and lone surrogates, which have no UTF-8 encoding.
+_NUL = "\x00"
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# An invalid Timestamp header is logged the first time and then once per this many.
+INVALID_TIMESTAMP_LOG_EVERY = 100
 
 # Events that belong in a call's timeline.
 TIMELINE_EVENTS = {
@@ -67,10 +74,14 @@ def endpoint_of(channel: str | None) -> str | None:
 
 
 def _float(value: str | None) -> float | None:
+    """Parse a numeric header, or return None if it is absent, NaN, infinite or text."""
+    if value in (None, ""):
+        return None
     try:
-        return float(value) if value not in (None, "") else None
+        number = float(value)
     except ValueError:
         return None
+    return number if math.isfinite(number) else None
 
 
 def _int(value: str | None) -> int | None:
@@ -80,9 +91,46 @@ def _int(value: str | None) -> int | None:
         return None
 
 
-def _when(event: Event) -> datetime:
+def _timestamp(event: Event) -> datetime | None:
+    """Return the event's `Timestamp` header as a UTC time, or None if it is unusable.
+
+    A missing, non-numeric, non-finite or negative value is unusable, and so is one
+    beyond year 9999, where Python's datetime ends.
+    """
     stamp = _float(event.get("Timestamp"))
-    return datetime.fromtimestamp(stamp if stamp is not None else time.time(), UTC)
+    if stamp is None or stamp < 0:
+        return None
+    try:
+        return datetime.fromtimestamp(stamp, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def _when(event: Event) -> datetime:
+    """Return the event's time, falling back to the controller's clock."""
+    return _timestamp(event) or datetime.fromtimestamp(time.time(), UTC)
+
+
+def _seconds_between(start: datetime, end: datetime) -> float:
+    """Return the seconds from start to end, or 0 if end comes first.
+
+    End can come first when one of the two times fell back to the controller's clock.
+    The store rejects a negative duration together with the rest of the write.
+    """
+    return max(0.0, (end - start).total_seconds())
+
+
+def storable_text(value: str) -> str:
+    """Remove NUL and replace lone surrogates with U+FFFD, keeping all else as is.
+
+    Caller ID comes from the caller's network, and the store rejects a whole write
+    that contains either.
+    """
+    return _LONE_SURROGATE.sub("\ufffd", value.replace(_NUL, ""))
+
+
+def _storable(value: Any) -> Any:
+    return storable_text(value) if isinstance(value, str) else value
 
 
 @dataclass
@@ -142,11 +190,13 @@ class CallTracker:
         self._call_ids: dict[str, int] = {}
         self.events_seen = 0
         self.writes_done = 0
+        self.invalid_timestamps = 0
 
     # Event entry point (called by the AMI client, must not block) -------------------
 
     def on_event(self, event: Event) -> None:
         self.events_seen += 1
+        self._check_timestamp(event)
         name = event.name
         if name == "Newchannel" and event.get("Context") == self.inbound_context:
             self._start_call(event)
@@ -166,6 +216,21 @@ class CallTracker:
             if handler is not None:
                 handler(call, event)
 
+    def _check_timestamp(self, event: Event) -> None:
+        raw = event.get("Timestamp")
+        if raw is None or _timestamp(event) is not None:
+            return
+        self.invalid_timestamps += 1
+        count = self.invalid_timestamps
+        if count == 1 or count % INVALID_TIMESTAMP_LOG_EVERY == 0:
+            log.warning(
+                "ami_timestamp_invalid_using_clock",
+                event_name=event.name,
+                timestamp=raw,
+                uniqueid=event.get("Uniqueid"),
+                invalid_timestamps=count,
+            )
+
     # Handlers --------------------------------------------------------------------------
 
     def _start_call(self, event: Event) -> None:
@@ -182,10 +247,10 @@ class CallTracker:
             arrived_at=_when(event),
         )
         self.calls[linkedid] = call
-        raw_number = event.get("CallerIDNum") or ""
+        raw_number = storable_text(event.get("CallerIDNum") or "")
         if raw_number == "<unknown>":
             raw_number = ""
-        name = event.get("CallerIDName") or ""
+        name = storable_text(event.get("CallerIDName") or "")
         if name == "<unknown>":
             name = ""
         self._upsert(
@@ -259,7 +324,7 @@ class CallTracker:
             answered_at=when,
             operator=member,
             operator_interface=event.get("Interface"),
-            wait_seconds=(when - call.arrived_at).total_seconds(),
+            wait_seconds=_seconds_between(call.arrived_at, when),
             outcome=call.outcome,
         )
         if call.stage is not None:
@@ -303,7 +368,7 @@ class CallTracker:
         self._upsert(
             call,
             outcome=outcome,
-            wait_seconds=(when - call.arrived_at).total_seconds(),
+            wait_seconds=_seconds_between(call.arrived_at, when),
         )
         log.info("call_abandoned_in_queue", queue=event.get("Queue"))
 
@@ -332,7 +397,7 @@ class CallTracker:
             call,
             answered_at=when,
             answered_by=endpoint,
-            wait_seconds=(when - call.arrived_at).total_seconds(),
+            wait_seconds=_seconds_between(call.arrived_at, when),
             outcome=CallOutcome.OVERFLOWED,
         )
         log.info("call_answered_by_overflow", answered_by=endpoint, stage=call.stage)
@@ -355,9 +420,9 @@ class CallTracker:
             hangup_cause_text=event.get("Cause-txt"),
         )
         if call.answered_at is not None:
-            fields["talk_seconds"] = (when - call.answered_at).total_seconds()
+            fields["talk_seconds"] = _seconds_between(call.answered_at, when)
         else:
-            fields["wait_seconds"] = (when - call.arrived_at).total_seconds()
+            fields["wait_seconds"] = _seconds_between(call.arrived_at, when)
         fields["outcome"] = self._final_outcome(call, cause)
         call.outcome = fields["outcome"]
         self._upsert(call, **fields)
@@ -396,14 +461,14 @@ class CallTracker:
             arrived_at=arrived,
         )
         self.calls[linkedid] = call
-        raw_number = entry.get("CallerIDNum") or ""
+        raw_number = storable_text(entry.get("CallerIDNum") or "")
         self._upsert(
             call,
             linkedid=linkedid,
             channel=call.channel,
             caller_number=normalise_number(raw_number, self.country_code),
             caller_number_raw=raw_number,
-            caller_name=entry.get("CallerIDName") or "",
+            caller_name=storable_text(entry.get("CallerIDName") or ""),
             trunk=endpoint_of(call.channel) or "",
             arrived_at=arrived,
         )
@@ -418,17 +483,31 @@ class CallTracker:
 
     # Store writes ----------------------------------------------------------------
 
+    # Every string from AMI goes through storable_text here, not only the caller ID,
+    # because any header can carry a NUL that would make the store reject the write.
+
     def _upsert(self, call: LiveCall, **fields: Any) -> None:
-        fields = {key: value for key, value in fields.items() if value is not None}
+        fields = {
+            key: _storable(value) for key, value in fields.items() if value is not None
+        }
         self._ops.put_nowait(StoreOp("call", call.uniqueid, fields))
 
     def _upsert_leg(self, call: LiveCall, leg_id: str, **fields: Any) -> None:
-        fields = {key: value for key, value in fields.items() if value is not None}
-        self._ops.put_nowait(StoreOp("leg", call.uniqueid, {"uniqueid": leg_id, **fields}))
+        fields = {
+            key: _storable(value) for key, value in fields.items() if value is not None
+        }
+        self._ops.put_nowait(
+            StoreOp("leg", call.uniqueid, {"uniqueid": storable_text(leg_id), **fields})
+        )
 
     def _timeline(self, call: LiveCall, event: Event) -> None:
+        # The digest covers the headers as received, before cleaning, so two events
+        # that differ only in a NUL keep different dedupe keys.
         digest = hashlib.sha1(repr(event.headers).encode()).hexdigest()[:24]
-        data = event.as_dict()
+        data = {
+            storable_text(key): storable_text(value)
+            for key, value in event.as_dict().items()
+        }
         data.pop("Privilege", None)
         self._ops.put_nowait(
             StoreOp(
@@ -437,8 +516,11 @@ class CallTracker:
                 {
                     "at": _when(event),
                     "source": "ami",
-                    "kind": event.name if event.name != "UserEvent"
-                    else f"UserEvent:{event.get('UserEvent')}",
+                    "kind": storable_text(
+                        event.name
+                        if event.name != "UserEvent"
+                        else f"UserEvent:{event.get('UserEvent')}"
+                    ),
                     "dedupe_key": f"ami:{digest}",
                     "data": data,
                 },

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -49,6 +51,10 @@ SQLITE_PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
 )
+
+# Permissions of a new SQLite file, which contains caller numbers. SQLite gives the
+# -wal and -shm files that it creates beside it the same permissions.
+SQLITE_FILE_MODE = 0o600
 
 # Seconds that asyncpg waits for a new PostgreSQL connection.
 POSTGRES_CONNECT_TIMEOUT = 10.0
@@ -146,6 +152,48 @@ def _require_sqlite_directory(url: URL) -> None:
         )
 
 
+def _create_private_file(url: URL, path: Path) -> None:
+    """Create an empty SQLite file with SQLITE_FILE_MODE unless the file exists.
+
+    SQLite reads an empty file as an empty database. Creating the file here, not in
+    SQLite, means it never exists with wider permissions, whatever the umask.
+    """
+    try:
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        descriptor = os.open(path, flags, SQLITE_FILE_MODE)
+    except FileExistsError:
+        return
+    except OSError as error:
+        masked = url.render_as_string(hide_password=True)
+        raise DatabaseUnavailable(
+            f"database connection failed on {masked}: cannot create {path}: "
+            f"{error.strerror}; check that the directory is writable by this user"
+        ) from error
+    try:
+        # The umask may have removed bits from the mode given to os.open.
+        os.fchmod(descriptor, SQLITE_FILE_MODE)
+    finally:
+        os.close(descriptor)
+    log.info("database_file_created", path=str(path), mode=oct(SQLITE_FILE_MODE))
+
+
+def _read_write_url(url: URL, path: Path) -> URL:
+    """Return the URL that opens an existing SQLite file and never creates one.
+
+    A connection that the pool opens after the file was deleted then fails, where
+    a plain path would create a new database without tables in its place.
+    """
+    return url.set(
+        database="file:" + urllib.parse.quote(str(path)),
+        query={**url.query, "mode": "rw", "uri": "true"},
+    )
+
+
+def _file_identity(path: Path) -> tuple[int, int]:
+    status = path.stat()
+    return status.st_dev, status.st_ino
+
+
 def _alembic_config() -> Config:
     config = Config(str(MIGRATIONS_DIR / "alembic.ini"))
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
@@ -196,18 +244,36 @@ def _is_connection_error(error: BaseException, *, connecting: bool) -> bool:
     return isinstance(error, (exc.OperationalError, exc.InterfaceError))
 
 
-def describe_error(error: BaseException) -> str:
-    """Return the driver's own error text, without SQLAlchemy's help-link suffix."""
+def describe_error(
+    error: BaseException, *, timeout_seconds: float | None = None
+) -> str:
+    """Return the driver's error type and text, without SQLAlchemy's help-link suffix.
+
+    Some errors have no text, such as the TimeoutError that asyncpg raises when a
+    server accepts the connection but never responds. They get a description
+    instead, which names ``timeout_seconds`` when the caller knows the timeout.
+    """
     if isinstance(error, exc.DBAPIError) and error.orig is not None:
         error = error.orig
-    return f"{type(error).__name__}: {error}"
+    name = type(error).__name__
+    text = str(error).strip()
+    if text:
+        return f"{name}: {text}"
+    if isinstance(error, TimeoutError):
+        if timeout_seconds is not None:
+            return (
+                f"{name}: timed out after {timeout_seconds:g} s without a response "
+                "from the server"
+            )
+        return f"{name}: timed out without a response from the server"
+    return f"{name} (the driver gave no error message)"
 
 
 def _connection_advice(dialect: str) -> str:
     if dialect == "sqlite":
         return (
-            "check that the file's directory exists and is writable, and that "
-            "no other process holds a write lock for longer than "
+            "check that the file and its directory exist and are writable, and "
+            "that no other process holds a write lock for longer than "
             f"{SQLITE_BUSY_TIMEOUT_MS} ms"
         )
     return (
@@ -226,6 +292,9 @@ class Database:
     def __init__(self, engine: AsyncEngine, url: URL) -> None:
         self._engine = engine
         self._url = url
+        # SQLite only: the file's absolute path, and its (st_dev, st_ino) once opened.
+        self._file_path: Path | None = None
+        self._file_identity: tuple[int, int] | None = None
         self._read_sessions = async_sessionmaker(engine, expire_on_commit=False)
         self._write_sessions = async_sessionmaker(
             engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"}),
@@ -236,26 +305,66 @@ class Database:
     async def open(cls, url: str, *, migrate: bool = True) -> Database:
         """Connect and, when ``migrate`` is true, upgrade the schema to head.
 
-        With ``migrate=False`` the schema must already be at head. Raises
-        InvalidDatabaseURL, DatabaseUnavailable or MigrationError, which name the
-        URL with its password masked.
+        With ``migrate=False`` the schema must already be at head. A missing SQLite
+        file is created empty with mode 0600 either way, so with ``migrate=False``
+        it raises MigrationError. Raises InvalidDatabaseURL, DatabaseUnavailable or
+        MigrationError, which name the URL with its password masked.
         """
         parsed = parse_url(url)
-        if parsed.get_backend_name() == "sqlite":
+        if parsed.get_backend_name() != "sqlite":
+            database = cls(build_engine(parsed), parsed)
+        else:
             _require_sqlite_directory(parsed)
-        database = cls(build_engine(parsed), parsed)
+            path = Path(parsed.database or "").absolute()
+            _create_private_file(parsed, path)
+            database = cls(build_engine(_read_write_url(parsed, path)), parsed)
+            database._file_path = path
         opened = False
         try:
             if migrate:
                 await database._upgrade()
             else:
                 await database._check_schema_is_current()
+            if database._file_path is not None:
+                database._file_identity = _file_identity(database._file_path)
             opened = True
         finally:
             if not opened:
                 await database._engine.dispose()
         log.info("database_opened", url=database.url, dialect=database.dialect)
         return database
+
+    def file_problem(self) -> str | None:
+        """Return why the SQLite file at the path is not the one opened, else None.
+
+        After the file is deleted or replaced, connections already open keep
+        writing to the old file, and new connections fail on a missing file. The
+        remedy is a restart. Always None on PostgreSQL. Runs one blocking stat().
+        """
+        path = self._file_path
+        if path is None or self._file_identity is None:
+            return None
+        try:
+            identity = _file_identity(path)
+        except FileNotFoundError:
+            return (
+                f"database file {path} was deleted while running: open connections "
+                "keep writing to the deleted file, which is lost at exit; restart the "
+                "controller, which creates a new empty database unless a backup is "
+                "put in place first"
+            )
+        except OSError as error:
+            return (
+                f"database file {path} cannot be checked: {error.strerror}; "
+                "check the permissions of its directory"
+            )
+        if identity != self._file_identity:
+            return (
+                f"database file {path} was replaced while running: open "
+                "connections keep writing to the old file; restart the controller "
+                "to use the new one"
+            )
+        return None
 
     async def close(self) -> None:
         """Close every pooled connection. Sessions opened afterwards reconnect."""
@@ -305,8 +414,14 @@ class Database:
         except Exception as error:
             if not _is_connection_error(error, connecting=connecting):
                 raise
+            timeout = (
+                POSTGRES_CONNECT_TIMEOUT
+                if connecting and self.dialect == "postgresql"
+                else None
+            )
+            description = describe_error(error, timeout_seconds=timeout)
             raise DatabaseUnavailable(
-                f"database {action} failed on {self.url}: {describe_error(error)}; "
+                f"database {action} failed on {self.url}: {description}; "
                 f"{_connection_advice(self.dialect)}"
             ) from error
 
@@ -344,6 +459,7 @@ class Database:
         if current != head:
             raise MigrationError(
                 f"database schema of {self.url} is at revision {current}, "
-                f"expected {head}; open it with migrate=True or run "
+                f"expected {head}; start the controller once (it opens the "
+                "database with migrate=True, which upgrades the schema) or run "
                 f"'alembic -c {MIGRATIONS_DIR / 'alembic.ini'} upgrade head'"
             )

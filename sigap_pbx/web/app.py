@@ -1,16 +1,22 @@
 """The controller's web server: a JSON API over the call records and the live view.
 
 There are no user accounts yet, so the server listens on a loopback address only;
-the configuration rejects any other address and `start_web` checks again.
-Errors are JSON objects with a stable `code`, a message naming the bad value, and
-the fix.
+the configuration rejects any other address and `start_web` checks again. Requests
+must also name a loopback host in their Host header (`reject_foreign_host`), because
+a web page in a browser on this machine could otherwise read the API through DNS
+rebinding. Errors are JSON objects with a stable `code`, a message naming the bad
+value, and the fix.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import itertools
+import re
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import structlog
 from aiohttp import web
 
 from sigap_pbx.store import CallOutcome
@@ -18,11 +24,22 @@ from sigap_pbx.store import CallOutcome
 if TYPE_CHECKING:
     from sigap_pbx.service import Controller
 
+log = structlog.get_logger(__name__)
+
 CONTROLLER = web.AppKey("controller", object)
+# Counter of requests rejected for their Host header. A rejection is logged the first
+# time and then once per HOST_REJECTION_LOG_EVERY, since a page may retry in a loop.
+HOST_REJECTIONS = web.AppKey("host_rejections", itertools.count)
+HOST_REJECTION_LOG_EVERY = 100
 MAX_LIMIT = 500
 # calls.id is an INTEGER column, which PostgreSQL stores in 32 bits; a larger id
 # cannot exist and would overflow the query parameter.
 MAX_CALL_ID = 2**31 - 1
+# A Host header value: a name or IPv4 address, or an IPv6 address in brackets, then
+# an optional port.
+_HOST_HEADER = re.compile(
+    r"(?:\[(?P<ipv6>[^\]]+)\]|(?P<host>[^:\[\]]+))(?::[0-9]{1,5})?"
+)
 
 
 class ApiError(Exception):
@@ -122,6 +139,55 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response(body, status=200 if body["ami_connected"] else 503)
 
 
+def is_loopback_host(host_header: str) -> bool:
+    """Return whether a Host header names `localhost` or a loopback IP address.
+
+    The port is ignored. `localhost` is accepted because a browser sends that name
+    only for a page that was itself loaded from localhost.
+    """
+    match = _HOST_HEADER.fullmatch(host_header)
+    if match is None:
+        return False
+    if match["host"] is not None and match["host"].lower() == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(match["ipv6"] or match["host"])
+    except ValueError:
+        return False
+    return address.is_loopback and (match["ipv6"] is None) == (address.version == 4)
+
+
+@web.middleware
+async def reject_foreign_host(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Reject with 421 a request whose Host header does not name a loopback host.
+
+    With DNS rebinding, an attacker's name resolves first to their server and then
+    to 127.0.0.1, so the browser treats their page and this API as one origin. The
+    page's requests still carry the attacker's name in Host, which this rejects.
+    """
+    host = request.headers.get("Host")
+    if host is not None and is_loopback_host(host):
+        return await handler(request)
+
+    rejected_before = next(request.app[HOST_REJECTIONS])
+    if rejected_before % HOST_REJECTION_LOG_EVERY == 0:
+        log.warning(
+            "web_request_host_rejected",
+            host=host,
+            path=request.path,
+            origin=request.headers.get("Origin"),
+            rejected_requests=rejected_before + 1,
+        )
+    host_text = "(missing)" if host is None else repr(host)
+    return ApiError(
+        421,
+        "host_not_allowed",
+        f"Host header {host_text} is not allowed: this API serves only requests "
+        "addressed to localhost or a loopback address such as 127.0.0.1 or "
+        "[::1], with any port; open it through one of those names",
+    ).response()
+
+
 @web.middleware
 async def errors_as_json(request: web.Request, handler: Any) -> web.StreamResponse:
     try:
@@ -137,8 +203,11 @@ async def errors_as_json(request: web.Request, handler: Any) -> web.StreamRespon
 
 
 def create_app(controller: Controller) -> web.Application:
-    app = web.Application(middlewares=[errors_as_json])
+    # The first middleware is the outermost, so a request with a foreign Host reaches
+    # no handler.
+    app = web.Application(middlewares=[reject_foreign_host, errors_as_json])
     app[CONTROLLER] = controller
+    app[HOST_REJECTIONS] = itertools.count()
     app.router.add_get("/api/calls", list_calls)
     app.router.add_get("/api/calls/{call_id}", get_call)
     app.router.add_get("/api/live", live)

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from sigap_pbx.calls.tracker import CallTracker
 from sigap_pbx.store import CallStore, CallView, Database
@@ -44,6 +45,7 @@ class Channel:
     exten: str
     linkedid: str = CALLER_ID
     caller_number: str = "081234567890"
+    caller_name: str = "<unknown>"
     state: str = "Up"
 
     def headers(self, prefix: str = "") -> list[tuple[str, str]]:
@@ -53,7 +55,7 @@ class Channel:
             (f"{prefix}ChannelState", state_number),
             (f"{prefix}ChannelStateDesc", self.state),
             (f"{prefix}CallerIDNum", self.caller_number),
-            (f"{prefix}CallerIDName", "<unknown>"),
+            (f"{prefix}CallerIDName", self.caller_name),
             (f"{prefix}ConnectedLineNum", "<unknown>"),
             (f"{prefix}ConnectedLineName", "<unknown>"),
             (f"{prefix}Language", "en"),
@@ -137,6 +139,13 @@ def agent_event(
 
 def hangup(offset: float, channel: Channel, cause: int, text: str) -> bytes:
     return event("Hangup", offset, channel, ("Cause", str(cause)), ("Cause-txt", text))
+
+
+def with_timestamp(chunk: bytes, offset: float, value: str) -> bytes:
+    """Return an event's bytes with its Timestamp header set to `value`."""
+    old = f"Timestamp: {stamp(offset)}\r\n".encode()
+    assert old in chunk
+    return chunk.replace(old, f"Timestamp: {value}\r\n".encode())
 
 
 def answered_call() -> list[Event]:
@@ -545,3 +554,122 @@ async def test_unrelated_events_not_in_timeline(
     assert call.events is not None
     assert len(call.events) == len(events)
     assert other.uniqueid not in {item.data.get("Uniqueid") for item in call.events}
+
+
+# --- Odd values from AMI ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "timestamp", ["1e400", "-1e12", "-1", "nan", "inf", "1e20", "soon", ""]
+)
+async def test_bad_timestamp_uses_clock(
+    tracker: CallTracker, store: CallStore, timestamp: str
+) -> None:
+    before = datetime.now(UTC)
+    feed(
+        tracker,
+        parse(
+            event("Newchannel", 0.0, CALLER_AT_TRUNK),
+            with_timestamp(hangup(2.0, CALLER, 16, "Normal Clearing"), 2.0, timestamp),
+        ),
+    )
+    await tracker.flush()
+    after = datetime.now(UTC)
+
+    call = await only_call(store)
+    assert call.outcome == "abandoned_before_queue"
+    assert call.hangup_cause == 16
+    assert call.ended_at is not None
+    assert before <= call.ended_at <= after
+    assert call.wait_seconds is not None
+    assert call.wait_seconds >= 0
+    assert call.events is not None
+    assert [item.kind for item in call.events] == ["Newchannel", "Hangup"]
+    assert tracker.invalid_timestamps == 1
+
+
+async def test_bad_timestamp_logged_once(tracker: CallTracker) -> None:
+    events = parse(
+        with_timestamp(event("Newchannel", 0.0, CALLER_AT_TRUNK), 0.0, "nan"),
+        with_timestamp(queue_event("QueueCallerJoin", 1.0), 1.0, "nan"),
+    )
+
+    with capture_logs() as logs:
+        feed(tracker, events)
+    await tracker.flush()
+
+    warnings = [e for e in logs if e["event"] == "ami_timestamp_invalid_using_clock"]
+    assert tracker.invalid_timestamps == 2
+    assert len(warnings) == 1
+    assert warnings[0]["timestamp"] == "nan"
+    assert warnings[0]["event"] == "ami_timestamp_invalid_using_clock"
+
+
+async def test_nul_in_caller_id_stripped(
+    tracker: CallTracker, store: CallStore
+) -> None:
+    caller = replace(
+        CALLER_AT_TRUNK, caller_number="0812\x0034567890", caller_name="Bu\x00di"
+    )
+    feed(
+        tracker,
+        parse(
+            event("Newchannel", 0.0, caller),
+            hangup(2.0, replace(caller, state="Up"), 16, "Normal Clearing"),
+        ),
+    )
+    await tracker.flush()
+
+    call = await only_call(store)
+    assert call.caller_number_raw == "081234567890"
+    assert call.caller_number == "+6281234567890"
+    assert call.caller_name == "Budi"
+    assert call.outcome == "abandoned_before_queue"
+    assert call.events is not None
+    assert len(call.events) == 2
+    assert call.events[0].data["CallerIDNum"] == "081234567890"
+    assert call.events[0].data["CallerIDName"] == "Budi"
+
+
+async def test_markup_in_caller_id_kept(
+    tracker: CallTracker, store: CallStore
+) -> None:
+    name = "<script>alert(\"x\")</script> O'Neil & \u00c9lise"
+    caller = replace(CALLER_AT_TRUNK, caller_number="0811&PJSIP/op1", caller_name=name)
+    feed(tracker, parse(event("Newchannel", 0.0, caller)))
+    await tracker.flush()
+
+    call = await only_call(store)
+    assert call.caller_name == name
+    assert call.caller_number_raw == "0811&PJSIP/op1"
+    assert call.caller_number == ""
+
+
+async def test_invalid_utf8_caller_id_replaced(
+    tracker: CallTracker, store: CallStore
+) -> None:
+    chunk = event("Newchannel", 0.0, replace(CALLER_AT_TRUNK, caller_name="NAME"))
+    feed(tracker, parse(chunk.replace(b"NAME", b"A\xed\xa0\x80B\xffC")))
+    await tracker.flush()
+
+    call = await only_call(store)
+    assert call.caller_name == "A\ufffd\ufffd\ufffdB\ufffdC"
+
+
+async def test_lone_surrogate_caller_id_replaced(
+    tracker: CallTracker, store: CallStore
+) -> None:
+    # AmiParser replaces undecodable bytes, so a lone surrogate can only come from an
+    # Event built in code; the tracker must still store the call.
+    (parsed,) = parse(event("Newchannel", 0.0, CALLER_AT_TRUNK))
+    headers = tuple(
+        (key, "Bu\ud800di" if key == "CallerIDName" else value)
+        for key, value in parsed.headers
+    )
+    tracker.on_event(Event(headers=headers))
+    await tracker.flush()
+
+    call = await only_call(store)
+    assert call.caller_name == "Bu\ufffddi"
+    assert call.events is not None
+    assert call.events[0].data["CallerIDName"] == "Bu\ufffddi"

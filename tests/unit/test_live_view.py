@@ -3,6 +3,8 @@ from AMI events) and the web API that serves it with the call records."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -10,6 +12,7 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from structlog.testing import capture_logs
 
 from sigap_pbx.live import LiveView
 from sigap_pbx.store import CallStore, Database
@@ -461,3 +464,84 @@ async def test_health_503_without_ami(
     assert healthy["ami_connected"] is True
     assert down_status == 503
     assert down["ami_connected"] is False
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "127.0.0.1",
+        "127.0.0.1:8080",
+        "127.0.0.2:8080",
+        "localhost",
+        "LocalHost:8080",
+        "[::1]",
+        "[::1]:8080",
+    ],
+)
+async def test_loopback_host_allowed(api: TestClient, host: str) -> None:
+    response = await api.get("/api/live", headers={"Host": host})
+
+    assert response.status == 200
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.example",
+        "evil.example:8080",
+        "127.0.0.1.evil.example",
+        "localhost.evil.example:8080",
+        "0.0.0.0:8080",
+        "10.0.0.1",
+        "[::2]:8080",
+        "[127.0.0.1]",
+        "::1",
+        "localhost:http",
+        "",
+    ],
+)
+async def test_foreign_host_rejected(
+    api: TestClient, call_ids: dict[str, int], host: str
+) -> None:
+    response = await api.get("/api/calls", headers={"Host": host})
+    body = await response.json()
+
+    assert response.status == 421
+    assert response.content_type == "application/json"
+    assert body["error"]["code"] == "host_not_allowed"
+    assert repr(host) in body["error"]["message"]
+    assert "calls" not in body
+
+
+async def test_missing_host_rejected(api: TestClient) -> None:
+    # aiohttp's client always sends Host, so this request is written by hand.
+    reader, writer = await asyncio.open_connection(api.host, api.port)
+    writer.write(b"GET /api/live HTTP/1.0\r\n\r\n")
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    await writer.wait_closed()
+
+    head, _, body = response.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 421 ")
+    assert json.loads(body)["error"]["code"] == "host_not_allowed"
+    assert "(missing)" in json.loads(body)["error"]["message"]
+
+
+async def test_foreign_host_before_routing(api: TestClient) -> None:
+    response = await api.get("/api/nothing", headers={"Host": "evil.example"})
+    body = await response.json()
+
+    assert response.status == 421
+    assert body["error"]["code"] == "host_not_allowed"
+
+
+async def test_foreign_host_logged_once(api: TestClient) -> None:
+    with capture_logs() as logs:
+        for _ in range(3):
+            await api.get("/api/live", headers={"Host": "evil.example"})
+
+    rejections = [e for e in logs if e["event"] == "web_request_host_rejected"]
+    assert len(rejections) == 1
+    assert rejections[0]["host"] == "evil.example"
+    assert rejections[0]["path"] == "/api/live"

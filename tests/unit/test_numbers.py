@@ -58,19 +58,42 @@ def test_short_code_stays_digits(raw: str, expected: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("raw", "expected"),
+    "raw",
     [
-        ("sip:081234567890@10.0.0.1", "08123456789010001"),
-        ("sip:+6281234567890@carrier.example", "6281234567890"),
-        ("<unknown>", ""),
-        ("0812abc34567890", "081234567890"),
-        ("*123#", "123"),
-        ("00", "00"),
-        ("+", ""),
+        "sip:081234567890@10.0.0.1",
+        "sip:+6281234567890@carrier.example",
+        "<unknown>",
+        "0812abc34567890",
+        "*123#",
+        "+",
+        "0811&PJSIP/op1",
+        "0811,1,Dial(x)",
+        "0811;op1",
+        "62+81234567890",
+        "0812\x0034567890",
+        "\u0660\u0668\u0661\u0662",
+    ],
+    ids=[
+        "sip-uri",
+        "sip-uri-plus",
+        "asterisk-unknown",
+        "letters",
+        "feature-code",
+        "plus-only",
+        "dial-string",
+        "dialplan-application",
+        "semicolon",
+        "plus-inside",
+        "nul",
+        "arabic-indic-digits",
     ],
 )
-def test_junk_reduced_to_digits(raw: str, expected: str) -> None:
-    assert normalise_number(raw, "62") == expected
+def test_non_number_gives_empty(raw: str) -> None:
+    assert normalise_number(raw, "62") == ""
+
+
+def test_double_zero_alone_stays() -> None:
+    assert normalise_number("00", "62") == "00"
 
 
 def test_other_country_code() -> None:
