@@ -381,8 +381,10 @@ class BenchStack:
         env.update(self.environ)
         self.controller_log = self.work / f"controller-{label}.log"
         with open(self.controller_log, "wb") as log:
+            # Niced as `make run` starts it, below Asterisk's real-time threads.
             proc = subprocess.Popen(
-                [sys.executable, "-m", "sigap_pbx.cli", "serve"], cwd=REPO, env=env,
+                ["nice", "-n", "10", sys.executable, "-m", "sigap_pbx.cli", "serve"],
+                cwd=REPO, env=env,
                 stdout=subprocess.DEVNULL, stderr=log, start_new_session=True,
             )
         self.controller = proc

@@ -185,6 +185,9 @@ astlogdir => $INNER/log
 astsbindir => /usr/sbin
 
 [options]
+; Calls come first: Asterisk's threads run at real-time priority, so a busy controller
+; or anything else on the machine cannot delay call set-up.
+highpriority = yes
 ; Fail fast rather than queue work when the box is overloaded.
 maxload = 0
 ; Boot without waiting for a console.

@@ -38,7 +38,8 @@ trap stop_all EXIT
 scripts/asterisk.sh up --instance "$instance" --etc "$etc" --prompts "$prompts"
 .venv/bin/python -m sigap_pbx.banner
 while [ "$stopping" = 0 ]; do
-    $SIGAP serve &
+    # Below Asterisk's priority: the controller never competes with calls for a CPU.
+    nice -n 10 $SIGAP serve &
     controller=$!
     status=0
     wait "$controller" || status=$?

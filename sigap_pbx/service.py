@@ -275,6 +275,7 @@ class Controller:
         tracker = self.tracker
         return {
             "ami_connected": self.ami.connected,
+            "database_problem": self.db.file_problem() if self.db is not None else None,
             "ami_sessions": self.ami.sessions,
             "live_view_synced": self.live.synced,
             "calls_in_progress": len(tracker.calls) if tracker else 0,

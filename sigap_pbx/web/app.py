@@ -136,7 +136,8 @@ async def live(request: web.Request) -> web.Response:
 async def health(request: web.Request) -> web.Response:
     controller: Controller = request.app[CONTROLLER]  # type: ignore[assignment]
     body = controller.health()
-    return web.json_response(body, status=200 if body["ami_connected"] else 503)
+    healthy = body["ami_connected"] and not body.get("database_problem")
+    return web.json_response(body, status=200 if healthy else 503)
 
 
 def is_loopback_host(host_header: str) -> bool:

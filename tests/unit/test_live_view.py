@@ -242,10 +242,12 @@ class FakeController:
         self.store = store
         self.live = live
         self.ami_connected = True
+        self.database_problem: str | None = None
 
     def health(self) -> dict[str, Any]:
         return {
             "ami_connected": self.ami_connected,
+            "database_problem": self.database_problem,
             "ami_sessions": 1,
             "live_view_synced": self.live.synced,
             "calls_in_progress": 0,
@@ -464,6 +466,16 @@ async def test_health_503_without_ami(
     assert healthy["ami_connected"] is True
     assert down_status == 503
     assert down["ami_connected"] is False
+
+
+async def test_health_503_when_database_file_gone(
+    api: TestClient, controller: FakeController
+) -> None:
+    controller.database_problem = "database file /x/sigap.db was deleted while running"
+    status, body = await get_json(api, "/api/health")
+
+    assert status == 503
+    assert body["database_problem"].startswith("database file /x/sigap.db was deleted")
 
 
 @pytest.mark.parametrize(
