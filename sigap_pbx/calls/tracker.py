@@ -28,6 +28,7 @@ import structlog
 
 from sigap_pbx.calls.numbers import normalise_number
 from sigap_pbx.store import CallOutcome, CallStore
+from sigap_pbx.store.calls import CALL_OVERWRITABLE, LEG_OVERWRITABLE
 from sigap_pbx.wire.ami import Event
 
 log = structlog.get_logger(__name__)
@@ -546,13 +547,23 @@ class CallTracker:
         await asyncio.wait_for(self._ops.join(), timeout)
 
     async def run_writer(self) -> None:
-        """Apply queued writes in order; a failing database is retried, never skipped."""
+        """Apply queued writes in order; a failing database is retried, never skipped.
+
+        Writes that queued up while the previous ones ran are applied together: a
+        call's upserts are merged into one and its timeline events inserted in one
+        statement. Each store transaction costs far more than the rows in it, so
+        under load the writer does fewer, larger ones and keeps up with AMI.
+        """
         while True:
-            op = await self._ops.get()
+            batch = [await self._ops.get()]
+            while len(batch) < WRITE_BATCH_MAX and not self._ops.empty():
+                batch.append(self._ops.get_nowait())
             try:
-                await self._apply_with_retry(op)
+                for group in merge_ops(batch):
+                    await self._apply_with_retry(group)
             finally:
-                self._ops.task_done()
+                for _ in batch:
+                    self._ops.task_done()
 
     async def _apply_with_retry(self, op: StoreOp) -> None:
         delay = 0.2
@@ -562,6 +573,11 @@ class CallTracker:
                 self.writes_done += 1
                 return
             except (ValueError, TypeError, LookupError):
+                if op.kind == "events" and len(op.payload["events"]) > 1:
+                    # One bad event must not cost the others: store them one by one.
+                    for event in op.payload["events"]:
+                        await self._apply_with_retry(StoreOp("event", op.call_uniqueid, event))
+                    return
                 # A value the store rejects (InvalidFieldValue, UnknownField) or a row
                 # it cannot find (CallNotFound) will fail again: log it whole.
                 log.exception("store_write_rejected", op=op.kind, uniqueid=op.call_uniqueid)
@@ -592,8 +608,57 @@ class CallTracker:
         if op.kind == "leg":
             payload = dict(op.payload)
             await self.store.upsert_leg(call_id, payload.pop("uniqueid"), **payload)
+        elif op.kind == "events":
+            await self.store.add_events(call_id, op.payload["events"])
         else:
             await self.store.add_event(call_id, **op.payload)
+
+
+WRITE_BATCH_MAX = 500
+
+
+def _merge_fields(
+    merged: dict[str, Any], later: dict[str, Any], overwritable: frozenset[str],
+    initial_outcome: str,
+) -> None:
+    """Fold `later` into `merged` the way the store would apply them one after the
+    other: overwritable fields take the later value (but an outcome never goes back
+    to the initial one), the others keep the first value given."""
+    for key, value in later.items():
+        if key == "outcome" and value == initial_outcome and key in merged:
+            continue
+        if key in overwritable or key not in merged:
+            merged[key] = value
+
+
+def merge_ops(batch: list[StoreOp]) -> list[StoreOp]:
+    """Merge a batch of writes: one upsert per call and per leg, one bulk insert of
+    each call's events. The calls keep the order in which they first appear, and
+    each call's own upsert comes before its legs and events."""
+    calls: dict[str, dict[str, Any]] = {}
+    legs: dict[tuple[str, str], dict[str, Any]] = {}
+    events: dict[str, list[dict[str, Any]]] = {}
+    order: list[str] = []
+    for op in batch:
+        if op.call_uniqueid not in calls:
+            calls[op.call_uniqueid] = {}
+            order.append(op.call_uniqueid)
+        if op.kind == "call":
+            _merge_fields(calls[op.call_uniqueid], op.payload, CALL_OVERWRITABLE, "in_progress")
+        elif op.kind == "leg":
+            key = (op.call_uniqueid, op.payload["uniqueid"])
+            _merge_fields(legs.setdefault(key, {}), op.payload, LEG_OVERWRITABLE, "ringing")
+        else:
+            events.setdefault(op.call_uniqueid, []).append(op.payload)
+    merged: list[StoreOp] = []
+    for uniqueid in order:
+        merged.append(StoreOp("call", uniqueid, calls[uniqueid]))
+        for (call_uniqueid, _), payload in legs.items():
+            if call_uniqueid == uniqueid:
+                merged.append(StoreOp("leg", uniqueid, payload))
+        if uniqueid in events:
+            merged.append(StoreOp("events", uniqueid, {"events": events[uniqueid]}))
+    return merged
 
 
 def _parse_duration(text: str | None) -> float:

@@ -514,6 +514,41 @@ class CallStore:
             raise
         return event_id is not None
 
+    async def add_events(self, call_id: int, events: list[dict[str, Any]]) -> int:
+        """Append several timeline events in one statement; return how many were new.
+
+        Each item has the keyword arguments of `add_event`. Duplicates (same
+        ``dedupe_key`` for the call, in the store or within `events`) are stored once.
+        """
+        if not events:
+            return 0
+        call_id = _validate_id("call_id", call_id)
+        rows: dict[str, dict[str, Any]] = {}
+        for event in events:
+            row = {
+                "call_id": call_id,
+                "at": _aware_datetime("at", event["at"]),
+                "source": _validate_source("source", event["source"]),
+                "kind": _key("kind", event["kind"]),
+                "dedupe_key": _key("dedupe_key", event["dedupe_key"]),
+                "data": _validate_json_object("data", event["data"]),
+            }
+            rows.setdefault(row["dedupe_key"], row)
+        insert = (
+            _insert(self._db.dialect, CALL_EVENTS)
+            .values(list(rows.values()))
+            .on_conflict_do_nothing(index_elements=["call_id", "dedupe_key"])
+            .returning(CALL_EVENTS.c.id)
+        )
+        try:
+            async with self._db.session() as session:
+                inserted = (await session.execute(insert)).scalars().all()
+        except exc.IntegrityError as error:
+            if _is_foreign_key_violation(error):
+                raise CallNotFound(call_id) from error
+            raise
+        return len(inserted)
+
     async def get_call(
         self, call_id: int | None = None, *, uniqueid: str | None = None
     ) -> CallView | None:
