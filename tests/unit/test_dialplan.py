@@ -89,3 +89,16 @@ def test_no_caller_input_in_dial_or_db_keys():
         for risky in ("${EXTEN}", "${CALLERID(", "${CALLERID(num)}"):
             if "Dial(" in code or "DB(" in code or "DB_EXISTS(" in code:
                 assert risky not in code, f"{name}:{number}: caller input in {code.strip()}"
+
+
+def test_values_from_channels_filtered_before_use():
+    """Every channel function read into a SIGAP_ variable passes through FILTER."""
+    reads = [
+        (name, number, code)
+        for name, number, code in dialplan_lines()
+        if re.search(r"Set\(SIGAP_\w+=.*\$\{(CHANNEL|CALLERID)\(", code)
+    ]
+    assert reads, "expected the operator feature code to read CHANNEL(endpoint)"
+    for name, number, code in reads:
+        value = re.search(r"Set\(SIGAP_\w+=(.*)\)$", code).group(1)
+        assert value.startswith("${FILTER("), f"{name}:{number}: {code.strip()}"
