@@ -90,6 +90,20 @@ match = {matches}
     return "".join(parts)
 
 
+# Events the controller's call tracker, live view and member trackers use.
+AMI_EVENTS = (
+    "FullyBooted", "Newchannel", "Hangup", "QueueCallerJoin", "QueueCallerLeave",
+    "QueueCallerAbandon", "AgentCalled", "AgentRingNoAnswer", "AgentConnect",
+    "AgentComplete", "DialEnd", "UserEvent", "QueueMemberAdded", "QueueMemberRemoved",
+    "QueueMemberPause", "QueueMemberStatus", "Shutdown",
+)
+
+
+def _event_filters() -> str:
+    # No "$" anchor: Asterisk matches the regex against the whole event text.
+    return "\n".join(f"eventfilter = Event: {name}" for name in AMI_EVENTS)
+
+
 def render_manager(config: Config, secrets: dict[str, str]) -> str:
     ami = config.ami
     return f"""{HEADER}
@@ -107,12 +121,10 @@ write = system,call,agent,originate
 ; A controller that stops reading is dropped after this many ms instead of stalling
 ; Asterisk's event delivery.
 writetimeout = 1000
-; Events the controller never uses, dropped by Asterisk before they are sent.
-eventfilter = !Event: Newexten
-eventfilter = !Event: VarSet
-eventfilter = !Event: RTCP
-eventfilter = !Event: NewConnectedLine
-eventfilter = !Event: DTMF
+; Only the events the controller reads are sent (an allow-list: with any filter
+; without "!", an event must match one of them). About a third of a call's events
+; remain, which matters at high call rates on a small machine.
+{_event_filters()}
 """
 
 
