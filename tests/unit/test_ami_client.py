@@ -455,3 +455,71 @@ async def test_failing_listener_keeps_reader(
     assert [entry["event_name"] for entry in failures] == ["Newchannel", "Hangup"]
     assert client.connected
     assert ping.response.ok
+
+
+async def test_line_without_colon_logged_not_fatal(
+    fake: FakeAmiServer, make_client: ClientFactory
+) -> None:
+    client = await connected(make_client)
+    events: list[Event] = []
+    client.add_event_listener(events.append)
+
+    with capture_logs() as logs:
+        fake.send(
+            b"Event: ReceiveSMS\r\nPrivilege: call,all\r\n--END SMS EVENT--\r\n\r\n"
+        )
+        fake.send(event_bytes("Hangup", ("Uniqueid", "1.1")))
+        await wait_until(lambda: any(event.name == "Hangup" for event in events))
+
+    assert [event.name for event in events] == ["ReceiveSMS", "Hangup"]
+    assert events[0].extra_lines == ("--END SMS EVENT--",)
+    warnings = [entry for entry in logs if entry["event"] == "ami_line_without_colon"]
+    assert len(warnings) == 1
+    assert warnings[0]["lines"] == ["--END SMS EVENT--"]
+    assert client.connected
+
+
+async def test_reconnect_delay_grows_to_maximum(make_client: ClientFactory) -> None:
+    # Nothing listens on this port once the probe socket is closed: every connect
+    # fails, and each retry waits about twice as long, up to reconnect_max.
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    client = AmiClient("127.0.0.1", port, USERNAME, SECRET, reconnect_max=0.4)
+
+    with capture_logs() as logs:
+        client.start()
+        await wait_until(
+            lambda: sum(e["event"] == "ami_reconnect_scheduled" for e in logs) >= 4,
+            timeout=10,
+        )
+        await client.stop()
+
+    delays = [e["delay"] for e in logs if e["event"] == "ami_reconnect_scheduled"][:4]
+    # FIRST_BACKOFF (0.5 s) is above reconnect_max here, so every delay is the
+    # maximum, with up to 20% jitter either way.
+    assert all(0.32 <= delay <= 0.48 for delay in delays), delays
+    assert client.connected is False
+
+
+async def test_reconnect_delay_doubles(make_client: ClientFactory) -> None:
+    probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = probe.sockets[0].getsockname()[1]
+    probe.close()
+    await probe.wait_closed()
+    client = AmiClient("127.0.0.1", port, USERNAME, SECRET, reconnect_max=2.0)
+
+    with capture_logs() as logs:
+        client.start()
+        await wait_until(
+            lambda: sum(e["event"] == "ami_reconnect_scheduled" for e in logs) >= 3,
+            timeout=10,
+        )
+        await client.stop()
+
+    delays = [e["delay"] for e in logs if e["event"] == "ami_reconnect_scheduled"][:3]
+    # 0.5, 1.0, 2.0 s, each with up to 20% jitter.
+    assert 0.4 <= delays[0] <= 0.6, delays
+    assert 0.8 <= delays[1] <= 1.2, delays
+    assert 1.6 <= delays[2] <= 2.4, delays
