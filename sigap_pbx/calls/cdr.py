@@ -9,13 +9,13 @@ for a queue call, the operator's channel. The dialled number is not in the CDR (
 
 from __future__ import annotations
 
-import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sigap_pbx.calls.asterisk_db import query_asterisk_db
 from sigap_pbx.calls.numbers import normalise_number
 from sigap_pbx.calls.tracker import endpoint_of
 from sigap_pbx.store import CallOutcome
@@ -59,62 +59,45 @@ def _time(value: Any) -> datetime | None:
 
 def read_cdr_rows(path: Path, after_rowid: int, limit: int = 20000) -> list[CdrRow]:
     """Read CDR rows after `after_rowid` (blocking; run it in a thread)."""
-    if not path.exists():
-        return []
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
-    try:
-        cursor = connection.execute(
-            f"SELECT {CDR_COLUMNS} FROM cdr WHERE AcctId > ? ORDER BY AcctId LIMIT ?",
-            (after_rowid, limit),
-        )
-        rows = []
-        for raw in cursor:
-            text = ["" if value is None else str(value) for value in raw]
-            rows.append(
-                CdrRow(
-                    rowid=int(raw[0]),
-                    start=_time(raw[1]),
-                    answer=_time(raw[2]),
-                    end=_time(raw[3]),
-                    clid=text[4],
-                    src=text[5],
-                    dcontext=text[6],
-                    channel=text[7],
-                    dstchannel=text[8],
-                    lastapp=text[9],
-                    lastdata=text[10],
-                    billsec=float(raw[11] or 0),
-                    disposition=text[12],
-                    uniqueid=text[13],
-                    linkedid=text[14],
-                )
+    raw_rows = query_asterisk_db(
+        path,
+        f"SELECT {CDR_COLUMNS} FROM cdr WHERE AcctId > ? ORDER BY AcctId LIMIT ?",
+        (after_rowid, limit),
+    )
+    rows = []
+    for raw in raw_rows:
+        text = ["" if value is None else str(value) for value in raw]
+        rows.append(
+            CdrRow(
+                rowid=int(raw[0]),
+                start=_time(raw[1]),
+                answer=_time(raw[2]),
+                end=_time(raw[3]),
+                clid=text[4],
+                src=text[5],
+                dcontext=text[6],
+                channel=text[7],
+                dstchannel=text[8],
+                lastapp=text[9],
+                lastdata=text[10],
+                billsec=float(raw[11] or 0),
+                disposition=text[12],
+                uniqueid=text[13],
+                linkedid=text[14],
             )
-        return rows
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return []
-        raise
-    finally:
-        connection.close()
+        )
+    return rows
 
 
 def cel_linkedids(path: Path, linkedids: list[str]) -> set[str]:
     """Return which of `linkedids` have any CEL row (blocking; run it in a thread)."""
-    if not path.exists() or not linkedids:
+    if not linkedids:
         return set()
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
-    try:
-        marks = ",".join("?" * len(linkedids))
-        cursor = connection.execute(
-            f"SELECT DISTINCT linkedid FROM cel WHERE linkedid IN ({marks})", linkedids
-        )
-        return {str(row[0]) for row in cursor}
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return set()
-        raise
-    finally:
-        connection.close()
+    marks = ",".join("?" * len(linkedids))
+    rows = query_asterisk_db(
+        path, f"SELECT DISTINCT linkedid FROM cel WHERE linkedid IN ({marks})", linkedids
+    )
+    return {str(row[0]) for row in rows}
 
 
 def _caller_name(clid: str) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,6 +23,7 @@ from typing import Any
 
 import structlog
 
+from sigap_pbx.calls.asterisk_db import query_asterisk_db
 from sigap_pbx.calls.cdr import (
     build_call_from_cdr,
     cel_linkedids,
@@ -77,29 +77,18 @@ class CelRow:
 
 def read_cel_rows(path: Path, after_rowid: int, limit: int = BATCH_ROWS) -> list[CelRow]:
     """Read CEL rows after `after_rowid` (blocking; run it in a thread)."""
-    if not path.exists():
-        return []
-    # Read-only, and wait out Asterisk's write locks (its SQLite uses a rollback
-    # journal, so a reader can meet a lock while a row is written).
-    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)
-    try:
-        cursor = connection.execute(
-            f"SELECT {COLUMNS} FROM cel WHERE AcctId > ? ORDER BY AcctId LIMIT ?",
-            (after_rowid, limit),
-        )
-        rows = []
-        for raw in cursor:
-            values = [("" if value is None else value) for value in raw]
-            values[0] = int(values[0])
-            values[2] = _epoch(values[2])
-            rows.append(CelRow(*[values[0], *map(_text_or_float, values[1:])]))
-        return rows
-    except sqlite3.OperationalError as exc:
-        if "no such table" in str(exc):
-            return []
-        raise
-    finally:
-        connection.close()
+    raw_rows = query_asterisk_db(
+        path,
+        f"SELECT {COLUMNS} FROM cel WHERE AcctId > ? ORDER BY AcctId LIMIT ?",
+        (after_rowid, limit),
+    )
+    rows = []
+    for raw in raw_rows:
+        values = [("" if value is None else value) for value in raw]
+        values[0] = int(values[0])
+        values[2] = _epoch(values[2])
+        rows.append(CelRow(*[values[0], *map(_text_or_float, values[1:])]))
+    return rows
 
 
 def _text_or_float(value: Any) -> Any:
