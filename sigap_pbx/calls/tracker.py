@@ -3,9 +3,10 @@
 A call starts with the `Newchannel` of the trunk's channel in the inbound context, and
 its uniqueid is the call's key. Every other channel of the call shares its linkedid:
 the operator legs that a ring-all queue rings at once, Local channels, the overflow
-lines. Events are applied at once to an in-memory state per call and per leg, and
-the resulting writes go through one ordered queue to the store, so the AMI reader
-never waits for the database and a slow database never reorders a call's timeline.
+lines. Events are applied at once to an in-memory state per call and per leg. The
+resulting writes go through one ordered queue to the store, so the AMI reader never
+waits for the database. Writes that queue up together are merged per call by the same
+rules the store applies one by one (`merge_ops`).
 
 Times come from the `Timestamp` header that Asterisk adds (timestampevents = yes), so
 figures stay right when events are read late. Wait is counted from the call's arrival
@@ -241,29 +242,14 @@ class CallTracker:
         if not uniqueid or linkedid in self.calls or linkedid in self._ended:
             return
         channel = event.get("Channel") or ""
-        call = LiveCall(
-            uniqueid=uniqueid,
-            linkedid=linkedid,
-            channel=channel,
+        call = self._open_call(
+            uniqueid,
+            linkedid,
+            channel,
             arrived_at=_when(event),
-        )
-        self.calls[linkedid] = call
-        raw_number = storable_text(event.get("CallerIDNum") or "")
-        if raw_number == "<unknown>":
-            raw_number = ""
-        name = storable_text(event.get("CallerIDName") or "")
-        if name == "<unknown>":
-            name = ""
-        self._upsert(
-            call,
-            linkedid=linkedid,
-            channel=channel,
-            caller_number=normalise_number(raw_number, self.country_code),
-            caller_number_raw=raw_number,
-            caller_name=name,
-            trunk=endpoint_of(channel) or "",
-            dialled_number=event.get("Exten") or "",
-            arrived_at=call.arrived_at,
+            raw_number=event.get("CallerIDNum"),
+            raw_name=event.get("CallerIDName"),
+            dialled=event.get("Exten") or "",
         )
         with structlog.contextvars.bound_contextvars(uniqueid=uniqueid, linkedid=linkedid):
             log.info("call_arrived", channel=channel, dialled=event.get("Exten"))
@@ -448,6 +434,36 @@ class CallTracker:
 
     # Resynchronisation after an AMI gap --------------------------------------------
 
+    def _open_call(
+        self,
+        uniqueid: str,
+        linkedid: str,
+        channel: str,
+        *,
+        arrived_at: datetime,
+        raw_number: str | None,
+        raw_name: str | None,
+        dialled: str | None,
+    ) -> LiveCall:
+        """Start tracking a call and queue the write of its caller fields."""
+        call = LiveCall(
+            uniqueid=uniqueid, linkedid=linkedid, channel=channel, arrived_at=arrived_at
+        )
+        self.calls[linkedid] = call
+        number = _caller_id_text(raw_number)
+        self._upsert(
+            call,
+            linkedid=linkedid,
+            channel=channel,
+            caller_number=normalise_number(number, self.country_code),
+            caller_number_raw=number,
+            caller_name=_caller_id_text(raw_name),
+            trunk=endpoint_of(channel) or "",
+            dialled_number=dialled,
+            arrived_at=arrived_at,
+        )
+        return call
+
     def adopt_channel(self, entry: dict[str, str]) -> None:
         """Track a live caller channel found by CoreShowChannels after a reconnect."""
         if entry.get("Context") not in (self.inbound_context, "sigap-emergency"):
@@ -456,22 +472,14 @@ class CallTracker:
         if linkedid in self.calls or entry.get("Uniqueid") != linkedid:
             return
         duration = _parse_duration(entry.get("Duration"))
-        arrived = datetime.fromtimestamp(time.time() - duration, UTC)
-        call = LiveCall(
-            uniqueid=linkedid, linkedid=linkedid, channel=entry.get("Channel", ""),
-            arrived_at=arrived,
-        )
-        self.calls[linkedid] = call
-        raw_number = storable_text(entry.get("CallerIDNum") or "")
-        self._upsert(
-            call,
-            linkedid=linkedid,
-            channel=call.channel,
-            caller_number=normalise_number(raw_number, self.country_code),
-            caller_number_raw=raw_number,
-            caller_name=storable_text(entry.get("CallerIDName") or ""),
-            trunk=endpoint_of(call.channel) or "",
-            arrived_at=arrived,
+        call = self._open_call(
+            linkedid,
+            linkedid,
+            entry.get("Channel", ""),
+            arrived_at=datetime.fromtimestamp(time.time() - duration, UTC),
+            raw_number=entry.get("CallerIDNum"),
+            raw_name=entry.get("CallerIDName"),
+            dialled=None,
         )
         log.info("call_adopted_after_gap", uniqueid=linkedid, channel=call.channel)
 
@@ -659,6 +667,12 @@ def merge_ops(batch: list[StoreOp]) -> list[StoreOp]:
         if uniqueid in events:
             merged.append(StoreOp("events", uniqueid, {"events": events[uniqueid]}))
     return merged
+
+
+def _caller_id_text(value: str | None) -> str:
+    """Return a caller ID part as stored: '' for Asterisk's `<unknown>` placeholder."""
+    text = storable_text(value or "")
+    return "" if text == "<unknown>" else text
 
 
 def _parse_duration(text: str | None) -> float:
