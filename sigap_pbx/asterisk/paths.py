@@ -1,4 +1,4 @@
-"""Where an instance started by scripts/asterisk.sh keeps its files.
+"""File locations of an Asterisk instance started by scripts/asterisk.sh.
 
 Asterisk runs in a chroot, so every path has two forms: the host's (what the
 controller opens) and the one inside the root (what goes into Asterisk's files).
@@ -25,7 +25,7 @@ class InstancePaths:
 
     @property
     def inner(self) -> Path:
-        """The instance directory as Asterisk sees it inside the root."""
+        """The instance directory as a path inside the root, as Asterisk opens it."""
         return Path("/srv/sigap") / self.instance
 
     @property

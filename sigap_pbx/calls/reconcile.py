@@ -310,7 +310,7 @@ class Reconciler:
                 return 0
             # The live path saw part of the call (a controller killed mid-call, or
             # before its last writes): keep what it recorded and fill the rest. An
-            # outcome it already decided stands.
+            # outcome it already decided is kept.
             replaceable = {"ended_at", "reconciled"}
             if not live_outcome:
                 replaceable.add("outcome")
