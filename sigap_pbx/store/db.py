@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 import re
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -45,12 +47,16 @@ URL_EXAMPLES = (
 # Milliseconds that an SQLite connection waits for another writer's lock before
 # the statement fails with "database is locked".
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# The busy timeout comes first so that the later pragmas wait for a lock too.
 SQLITE_PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
+    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
     "PRAGMA synchronous=NORMAL",
     "PRAGMA foreign_keys=ON",
-    f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
 )
+# Switching a new file to WAL needs the file to itself. When several connections open
+# it at once, SQLite can return "database is locked" without waiting for the busy
+# timeout, so the switch is retried for up to this many seconds.
+SQLITE_WAL_RETRY_SECONDS = 5.0
 
 # Permissions of a new SQLite file, which contains caller numbers. SQLite gives the
 # -wal and -shm files that it creates beside it the same permissions.
@@ -129,6 +135,7 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
         try:
             for pragma in SQLITE_PRAGMAS:
                 cursor.execute(pragma)
+            _switch_to_wal(cursor)
         finally:
             cursor.close()
 
@@ -136,6 +143,22 @@ def _install_sqlite_hooks(engine: AsyncEngine) -> None:
     def begin_transaction(connection: Connection) -> None:
         mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def _switch_to_wal(cursor: Any) -> None:
+    """Set WAL journal mode, retrying while another new connection holds the file.
+
+    Runs in aiosqlite's worker thread, so the short sleeps never block the event loop.
+    """
+    deadline = time.monotonic() + SQLITE_WAL_RETRY_SECONDS
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
 
 
 def _require_sqlite_directory(url: URL) -> None:
