@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib
 import json
 import os
 import re
@@ -254,7 +255,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     calls.add_argument("--number", help="only calls from this normalised number, e.g. +62812...")
     calls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).add_parsers(sub)
     return parser
+
+
+# Modules with more subcommands. Each has add_parsers(sub), which adds its parsers
+# and sets `handler` on each of them to the function that runs it.
+COMMAND_MODULES = (
+    "sigap_pbx.roster.cli",
+    "sigap_pbx.roster.report_cli",
+    "sigap_pbx.members.cli",
+)
 
 
 COMMANDS = {
@@ -274,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     # configures logging again from the site's settings.
     configure_logging("console", "warning")
     try:
-        return COMMANDS[args.command](args)
+        handler = COMMANDS.get(args.command) or args.handler
+        return handler(args)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG

@@ -179,6 +179,44 @@ class QueueConfig(_Section):
     # every operator is in wrap-up goes down the overflow chain at once, because a
     # queue whose members are all paused counts as empty.
     wrapup_seconds: int = Field(0, ge=0, le=300)
+    # Offered calls in a row that an operator may leave unanswered before the
+    # controller pauses them with reason "missed_calls" and alerts supervisors;
+    # 0 turns this off. app_queue reports each ring timeout as one missed offer.
+    missed_calls_pause: int = Field(3, ge=0, le=50)
+    # Seconds a caller may wait in a queue before the coverage guard raises an alarm.
+    long_wait_alarm_seconds: int = Field(20, ge=5, le=3600)
+
+
+class RosterConfig(_Section):
+    # IANA time zone of the shift start times in the roster.
+    timezone: str = "Asia/Pontianak"
+    # Seconds before its shift starts that the incoming crew joins the queues. The
+    # outgoing crew leaves when its shift ends, or when its call in progress ends.
+    handover_overlap_seconds: int = Field(300, ge=0, le=3600)
+    # Days ahead, from today, that a saved roster is checked for shifts below
+    # their minimum.
+    coverage_check_days: int = Field(28, ge=1, le=366)
+    # Seconds between two comparisons of queue membership with the roster.
+    reconcile_seconds: float = Field(5.0, ge=0.5, le=300)
+
+    @field_validator("timezone")
+    @classmethod
+    def _check_timezone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"time zone {value!r} not found, use an IANA name such as Asia/Jakarta"
+            ) from None
+        return value
+
+    @property
+    def zone(self) -> Any:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.timezone)
 
 
 class AmiConfig(_Section):
@@ -270,6 +308,7 @@ class Config(_Section):
     site: SiteConfig = SiteConfig()
     sip: SipConfig = SipConfig()
     queue: QueueConfig = QueueConfig()
+    roster: RosterConfig = RosterConfig()
     ami: AmiConfig = AmiConfig()
     agi: AgiConfig = AgiConfig()
     controller: ControllerConfig = ControllerConfig()

@@ -291,3 +291,27 @@ class ExtraCover:
 
 # A planned change to the rotation. These are roster exceptions, not Python ones.
 RosterException = Leave | Swap | ExtraCover
+
+
+@dataclass(frozen=True)
+class Roster:
+    """A whole roster: the operators, the crew rotation and its exceptions."""
+
+    operators: tuple[Operator, ...]
+    rotation: Rotation
+    exceptions: tuple[RosterException, ...] = ()
+
+    def __post_init__(self) -> None:
+        for endpoint, count in Counter(o.endpoint for o in self.operators).items():
+            if count > 1:
+                raise RosterError(
+                    f"operators: endpoint {endpoint!r} is listed {count} times,"
+                    " list each operator once"
+                )
+        self.rotation.check_endpoints(self.operators)
+
+    def operator(self, endpoint: str) -> Operator | None:
+        for operator in self.operators:
+            if operator.endpoint == endpoint:
+                return operator
+        return None

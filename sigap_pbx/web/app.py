@@ -10,6 +10,7 @@ value, and the fix.
 
 from __future__ import annotations
 
+import importlib
 import ipaddress
 import itertools
 import re
@@ -213,4 +214,16 @@ def create_app(controller: Controller) -> web.Application:
     app.router.add_get("/api/calls/{call_id}", get_call)
     app.router.add_get("/api/live", live)
     app.router.add_get("/api/health", health)
+    for name in ROUTE_MODULES:
+        importlib.import_module(name).add_routes(app)
     return app
+
+
+# Modules with more routes. Each has add_routes(app), and its handlers reach the
+# controller through request.app[CONTROLLER].
+ROUTE_MODULES = (
+    "sigap_pbx.web.roster_routes",
+    "sigap_pbx.web.shift_routes",
+    "sigap_pbx.web.alarm_routes",
+    "sigap_pbx.web.operator_routes",
+)

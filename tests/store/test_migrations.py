@@ -19,7 +19,19 @@ from sigap_pbx.store import CallStore, Database, MigrationError
 from sigap_pbx.store.db import MIGRATIONS_DIR, build_engine, head_revision
 from sigap_pbx.store.models import Base
 
-APP_TABLES = {"calls", "call_legs", "call_events", "checkpoints", "member_pauses"}
+APP_TABLES = {
+    "calls",
+    "call_legs",
+    "call_events",
+    "checkpoints",
+    "member_pauses",
+    "roster_versions",
+    "duty_overrides",
+    "audit_log",
+    "member_events",
+    "shift_reports",
+    "alarms",
+}
 
 
 def read_schema(connection: Connection) -> dict[str, Any]:
