@@ -95,7 +95,8 @@ AMI_EVENTS = (
     "FullyBooted", "Newchannel", "Hangup", "QueueCallerJoin", "QueueCallerLeave",
     "QueueCallerAbandon", "AgentCalled", "AgentRingNoAnswer", "AgentConnect",
     "AgentComplete", "DialEnd", "UserEvent", "QueueMemberAdded", "QueueMemberRemoved",
-    "QueueMemberPause", "QueueMemberStatus", "Shutdown",
+    "QueueMemberPause", "QueueMemberStatus", "QueueMemberPenalty", "ContactStatus",
+    "Shutdown",
 )
 
 
