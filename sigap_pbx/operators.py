@@ -10,6 +10,7 @@ this site) or `error` (the dialplan then does the action itself).
 from __future__ import annotations
 
 import hmac
+from typing import Protocol
 
 import structlog
 
@@ -25,6 +26,12 @@ ALREADY_MEMBER = "already there"
 NOT_MEMBER = "not there"
 
 
+class MembershipActions(Protocol):
+    async def operator_action(
+        self, endpoint: str, action: str, *, actor: str, source: str
+    ) -> str: ...
+
+
 class OperatorFeatures:
     def __init__(
         self,
@@ -34,6 +41,7 @@ class OperatorFeatures:
         timeout: float = 2.0,
         *,
         token: str | None = None,
+        membership: MembershipActions | None = None,
     ):
         self.ami = ami
         self.queue = queue
@@ -41,6 +49,9 @@ class OperatorFeatures:
         self.timeout = timeout
         # The dialplan passes this as agi_arg_2. None (tests) skips the check.
         self.token = token
+        # With a membership manager, the change is stored as a duty override for
+        # the rest of the shift and audited; without one, only the queue changes.
+        self.membership = membership
 
     async def login(self, session: AgiSession) -> None:
         await self._run(session, "login")
@@ -65,7 +76,12 @@ class OperatorFeatures:
             log.warning("operator_feature_rejected", endpoint=endpoint, action=action)
             await session.set_variable("SIGAP_RESULT", "rejected")
             return
-        result = await self._queue_change(endpoint, action)
+        if self.membership is not None:
+            result = await self.membership.operator_action(
+                endpoint, action, actor=endpoint, source="feature_code"
+            )
+        else:
+            result = await self._queue_change(endpoint, action)
         await session.set_variable("SIGAP_RESULT", result)
         log.info("operator_feature", endpoint=endpoint, action=action, result=result)
 

@@ -27,6 +27,9 @@ PROMPTS: dict[str, str] = {
     "logout-ok": "Anda sudah keluar dari antrean.",
     "login-rejected": "Telepon ini tidak terdaftar sebagai operator.",
     "logout-rejected": "Telepon ini tidak terdaftar sebagai operator.",
+    "pause-ok": "Status jeda Anda sudah dicatat. Tekan bintang dua nol untuk kembali siap.",
+    "unpause-ok": "Anda siap menerima panggilan.",
+    "not-member": "Anda belum masuk antrean. Tekan bintang satu satu untuk masuk.",
     "controller-down": (
         "Pengendali sedang tidak tersedia. Perintah dijalankan langsung oleh sentral."
     ),
