@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 import structlog
@@ -22,13 +24,19 @@ from sigap_pbx.calls.reconcile import Reconciler
 from sigap_pbx.calls.tracker import CallTracker
 from sigap_pbx.config import Config, load_secrets
 from sigap_pbx.live import LiveView
-from sigap_pbx.members.pauses import PauseTracker
+from sigap_pbx.members.actions import OperatorActions
+from sigap_pbx.members.pauses import PauseTracker, utc_now
 from sigap_pbx.members.wrapup import WrapupGuard
 from sigap_pbx.operators import OperatorFeatures
+from sigap_pbx.roster.membership import MembershipManager, Override, ShiftKey
+from sigap_pbx.roster.model import Roster
+from sigap_pbx.roster.service import RosterService
 from sigap_pbx.store import CallStore, Database, MemberStore
 from sigap_pbx.web.app import create_app
 
 log = structlog.get_logger(__name__)
+
+Clock = Callable[[], datetime]
 
 HEARTBEAT_KEY = ("sigap/controller", "heartbeat")
 
@@ -37,9 +45,43 @@ class StartupError(Exception):
     """Raised when the controller cannot start, with the setting to change."""
 
 
+class StoredOverrides:
+    """The membership manager's view of the roster service: roster and duty overrides."""
+
+    def __init__(self, rosters: RosterService) -> None:
+        self.rosters = rosters
+
+    async def roster(self) -> tuple[int, Roster] | None:
+        roster = await self.rosters.current()
+        version = await self.rosters.current_version_id()
+        if roster is None or version is None:
+            return None
+        return version, roster
+
+    async def list_overrides(self, key: ShiftKey) -> list[Override]:
+        rows = await self.rosters.duty_overrides(key.shift_date, key.shift_name)
+        return [Override(row.endpoint, str(row.action), row.at) for row in rows]
+
+    async def add_override(
+        self, key: ShiftKey, override: Override, *, actor: str, source: str
+    ) -> None:
+        await self.rosters.add_duty_override(
+            shift_date=key.shift_date,
+            shift_name=key.shift_name,
+            endpoint=override.endpoint,
+            action=override.action,
+            actor=actor,
+            source=source,
+            at=override.at,
+        )
+
+
 class Controller:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, clock: Clock = utc_now) -> None:
         self.config = config
+        # Wall clock of the roster, shift reports and alarms. Tests move it to
+        # cross a shift boundary; Asterisk's own timers are not affected.
+        self.clock = clock
         secrets = load_secrets(config)
         self._agi_token = secrets["agi"]
         self.paths = InstancePaths.for_instance(config.site.instance)
@@ -65,6 +107,9 @@ class Controller:
         self.wrapup = WrapupGuard(
             self.ami, config.queue.wrapup_seconds, action_timeout=config.ami.action_timeout
         )
+        self.rosters: RosterService | None = None
+        self.membership: MembershipManager | None = None
+        self.operator_actions: OperatorActions | None = None
         self.web_runner: web.AppRunner | None = None
         self.web_port: int | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -95,13 +140,35 @@ class Controller:
         # Calls that ended while the controller was down are recorded first.
         await self._reconcile("start")
 
+        self.rosters = RosterService(self.db, config, clock=self.clock)
+        stored = StoredOverrides(self.rosters)
+        self.membership = MembershipManager(
+            self.ami,
+            self.live,
+            stored.roster,
+            stored,
+            primary_queue=config.queue.name,
+            backup_queue=config.queue.backup_name,
+            zone=config.roster.zone,
+            overlap_seconds=config.roster.handover_overlap_seconds,
+            audit=self.rosters.audit,
+            clock=self.clock,
+            action_timeout=config.ami.action_timeout,
+        )
+        operators = {op.endpoint for op in config.sip.operators}
+        self.operator_actions = OperatorActions(
+            self.ami, self.membership, operators, audit=self.rosters.audit,
+            timeout=config.ami.action_timeout,
+        )
+
         # Listening sockets first: a port in use is a start-up error to report now,
         # before any background task runs.
         features = OperatorFeatures(
             self.ami,
             config.queue.name,
-            {op.endpoint for op in config.sip.operators},
+            operators,
             token=self._agi_token,
+            membership=self.membership,
         )
         self.agi.route("operator/login", features.login)
         self.agi.route("operator/logout", features.logout)
@@ -112,12 +179,15 @@ class Controller:
         self.ami.add_event_listener(self.live.on_event)
         self.ami.add_event_listener(self.pauses.on_event)
         self.ami.add_event_listener(self.wrapup.on_event)
+        self.ami.add_event_listener(self.membership.on_event)
+        self.ami.add_event_listener(self.operator_actions.on_event)
         self.ami.add_connect_listener(self._on_ami_session)
         self.ami.add_disconnect_listener(self.live.mark_unsynced)
         self.ami.start()
 
         self._spawn(self._heartbeat_loop(), "astdb-heartbeat")
         self._spawn(self._reconcile_loop(), "reconcile-loop")
+        self._spawn(self.membership.run(config.roster.reconcile_seconds), "membership-loop")
         log.info(
             "controller_started",
             database=self.db.url,
@@ -142,6 +212,8 @@ class Controller:
         # Members still in wrap-up are unpaused now rather than left paused.
         await self.wrapup.stop()
         await self.ami.stop()
+        if self.membership is not None:
+            await self.membership.stop()
         if self.tracker is not None:
             with contextlib.suppress(TimeoutError):
                 await self.tracker.flush(timeout=10)
@@ -196,8 +268,22 @@ class Controller:
         """
         await self.publish_routes()
         await self.resync()
+        # In a task: a database or roster problem must not end the AMI session,
+        # which the live view and the call tracker depend on.
+        self._spawn(self._membership_session(), "membership-session")
         if self.ami.sessions > 1:
             self._spawn(self._reconcile("ami_reconnect"), "reconcile-after-gap")
+
+    async def _membership_session(self) -> None:
+        assert self.membership is not None
+        try:
+            await self.membership.on_session()
+        except asyncio.CancelledError:
+            raise
+        except AmiError as exc:
+            log.warning("membership_session_failed", error=str(exc))
+        except Exception:
+            log.exception("membership_session_failed")
 
     async def publish_routes(self) -> None:
         """Write the routing values the dialplan reads with DB() into AstDB."""

@@ -38,6 +38,10 @@ ENV = {
     "SIGAP_SIP__RTP_START": "21000",
     "SIGAP_SIP__RTP_END": "21999",
     "SIGAP_SIP__QUALIFY_SECONDS": "0",
+    "SIGAP_SIP__OPERATORS": (
+        '[{"endpoint": "op1", "name": "Operator 1"}, {"endpoint": "op2", "name": "Operator 2"},'
+        ' {"endpoint": "op3", "name": "Operator 3"}]'
+    ),
     "SIGAP_AMI__PORT": "15038",
     "SIGAP_AMI__RECONNECT_MAX_SECONDS": "1",
     "SIGAP_AGI__PORT": "14573",
@@ -194,6 +198,27 @@ class Stack:
             "-au", endpoint, "-ap", self.secrets[f"sip.{endpoint}"], "-i", "127.0.0.1",
             "-m", "1", f"{TRUNK_HOST}:{PHONE_PORT}", timeout=30,
         )
+
+    async def unregister_phone(self, endpoint: str) -> None:
+        """Take every registration of `endpoint` away, as a phone that shuts down does."""
+        result = await self.sipp(
+            str(SIPP_DIR / "phone-unregister.xml"), "-s", endpoint, "-au", endpoint,
+            "-ap", self.secrets[f"sip.{endpoint}"], "-i", "127.0.0.1", "-m", "1",
+            f"{TRUNK_HOST}:{PHONE_PORT}", timeout=30,
+        )
+        assert result.ok, result.errors
+
+    def member_penalties(self, queue: str = "operators") -> dict[str, int]:
+        """Return endpoint -> penalty of each member of `queue`, from `queue show`."""
+        text = self.rx(f"queue show {queue}")
+        found = re.findall(
+            r"^\s+(?:\S+ \()?PJSIP/([A-Za-z0-9_.-]+).*?with penalty (\d+)", text, re.MULTILINE
+        )
+        members = dict.fromkeys(
+            m.removeprefix("PJSIP/") for m in self.queue_members(queue)
+        )
+        penalties = {endpoint: int(penalty) for endpoint, penalty in found}
+        return {endpoint: penalties.get(endpoint, 0) for endpoint in members}
 
     # Controller as a separate process (for kill and SIGSTOP) ---------------------
 
