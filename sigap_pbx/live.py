@@ -34,6 +34,8 @@ class Member:
     paused: bool = False
     paused_reason: str = ""
     in_call: bool = False
+    # Queue member penalty: app_queue offers a call to the lowest penalty first.
+    penalty: int = 0
 
 
 @dataclass
@@ -101,12 +103,20 @@ class LiveView:
         member.paused = (event.get("Paused") or "0") == "1"
         member.paused_reason = event.get("PausedReason") or ""
         member.in_call = (event.get("InCall") or "0") == "1"
+        penalty = event.get("Penalty") or ""
+        if penalty.isascii() and penalty.isdigit():
+            member.penalty = int(penalty)
         queue.members[interface] = member
         return member
 
     def on_event(self, event: Event) -> None:
         name = event.name
-        if name in ("QueueMemberAdded", "QueueMemberStatus", "QueueMemberPause"):
+        if name in (
+            "QueueMemberAdded",
+            "QueueMemberStatus",
+            "QueueMemberPause",
+            "QueueMemberPenalty",
+        ):
             self._member_from(event)
         elif name == "QueueMemberRemoved":
             queue = self._queue(event.get("Queue") or "")
@@ -127,7 +137,11 @@ class LiveView:
             "queues": [
                 {
                     "name": queue.name,
-                    "members": [asdict(m) for m in queue.members.values()],
+                    # /api/live keeps its earlier member fields, without the penalty.
+                    "members": [
+                        {k: v for k, v in asdict(m).items() if k != "penalty"}
+                        for m in queue.members.values()
+                    ],
                     "callers": [c.to_dict() for c in queue.callers.values()],
                 }
                 for queue in sorted(self.queues.values(), key=lambda q: q.name)
