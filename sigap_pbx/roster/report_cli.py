@@ -28,7 +28,10 @@ MAX_REPORTS_LISTED = 500
 EXIT_FAILURE = 1
 
 
-def _one_line_errors(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+Command = Callable[[argparse.Namespace], int]
+
+
+def _one_line_errors(command: Command) -> Command:
     """Print a command's expected failures as one line on stderr and return 1.
 
     `cli.main` does this for its own CommandError, but under `python -m
@@ -87,7 +90,9 @@ def add_parsers(sub: Any) -> None:
         default=20,
         help=f"how many reports, from 1 to {MAX_REPORTS_LISTED} (default 20)",
     )
-    reports.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    reports.add_argument(
+        "--json", action="store_true", help="print JSON instead of a table"
+    )
     reports.set_defaults(handler=cmd_reports)
 
     report = commands.add_parser("report", help="show one stored shift report")

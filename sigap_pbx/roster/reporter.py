@@ -130,7 +130,7 @@ class ShiftReporter:
         )
 
     def ended_windows(self, roster: Roster, now: datetime) -> list[ShiftWindow]:
-        """List the shifts whose end lies in (now - catch_up_days, now - settle], oldest first."""
+        """List the shifts that ended in (now - catch_up_days, now - settle], oldest first."""
         newest_end = now - self.settle
         oldest_end = now - self.catch_up
         # No shift is longer than 24 hours, so every window that ends in the range
@@ -315,14 +315,19 @@ class ShiftReporter:
         return written
 
     async def seconds_to_next_pass(self, now: datetime | None = None) -> float:
-        """Return the seconds until the next shift end plus settle, at most MAX_SLEEP_SECONDS."""
+        """Return the seconds until the next report is due, at most MAX_SLEEP_SECONDS.
+
+        A report is due `settle_seconds` after its shift ends.
+        """
         now = self.clock() if now is None else now
         roster = await self.roster_provider()
         if roster is None:
             return MAX_SLEEP_SECONDS
         # A window ends when the next one starts, so the next start after
         # now - settle gives the next end that a pass must follow.
-        starts = boundaries(roster.rotation, now - self.settle, now + timedelta(days=1), self.zone)
+        starts = boundaries(
+            roster.rotation, now - self.settle, now + timedelta(days=1), self.zone
+        )
         for start in starts:
             due = start.start_utc + self.settle
             if due > now:
