@@ -1,9 +1,308 @@
-"""Routes of the JSON API (filled in by the module's owner)."""
+"""The roster's JSON API: the roster in force, its versions, duties, edits and audit.
+
+Each edit saves a whole new roster version through `RosterService`, which checks
+the roster, reports shifts below their minimum and writes the audit entry. An
+invalid roster is rejected with code `invalid_roster`, a message and a `problems`
+list, each problem starting with the path of the bad field (`crews[2].members[0]`).
+
+NOTE: there are no user accounts yet, so the actor recorded in the audit log is
+whatever the client sends, in the body's "actor" or the X-Sigap-Actor header,
+and "api" when it sends neither. It is a label, not an authenticated identity.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Awaitable, Callable
+from datetime import date
+from typing import TYPE_CHECKING, Any
+
 from aiohttp import web
+
+from sigap_pbx.roster.io import RosterDocumentError
+from sigap_pbx.roster.model import RosterError
+from sigap_pbx.roster.service import (
+    ExceptionNotFound,
+    OperatorInCrew,
+    OperatorNotFound,
+    RosterNotFound,
+)
+from sigap_pbx.store.errors import InvalidFieldValue
+from sigap_pbx.store.roster import RosterVersionConflict
+from sigap_pbx.web.app import CONTROLLER, MAX_LIMIT, ApiError, _int_param, _time_param
+
+if TYPE_CHECKING:
+    from sigap_pbx.roster.service import RosterService
+
+ACTOR_HEADER = "X-Sigap-Actor"
+DEFAULT_ACTOR = "api"
+MAX_ACTOR_LENGTH = 100
+# roster_versions.id is an INTEGER column, 32 bits on PostgreSQL.
+MAX_VERSION_ID = 2**31 - 1
+PUT_ROSTER_KEYS = ("roster", "actor", "comment")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class InvalidRoster(ApiError):
+    """An `invalid_roster` error that also lists every problem found."""
+
+    def __init__(self, message: str, problems: list[str]) -> None:
+        super().__init__(400, "invalid_roster", message)
+        self.problems = problems
+
+    def response(self) -> web.Response:
+        body = {
+            "error": {
+                "code": self.code,
+                "message": self.message,
+                "problems": self.problems,
+            }
+        }
+        return web.json_response(body, status=self.status)
+
+
+def _api_error(error: Exception) -> ApiError:
+    """Turn a roster or store error into the API error with its stable code."""
+    if isinstance(error, RosterDocumentError):
+        return InvalidRoster(str(error), error.problems)
+    if isinstance(error, RosterNotFound):
+        return ApiError(404, "roster_not_found", str(error))
+    if isinstance(error, OperatorNotFound):
+        return ApiError(404, "operator_not_found", str(error))
+    if isinstance(error, OperatorInCrew):
+        return ApiError(409, "operator_in_crew", str(error))
+    if isinstance(error, ExceptionNotFound):
+        return ApiError(404, "exception_not_found", str(error))
+    if isinstance(error, RosterVersionConflict):
+        return ApiError(409, "roster_conflict", str(error))
+    if isinstance(error, InvalidFieldValue):
+        return ApiError(400, "invalid_request", str(error))
+    return InvalidRoster(str(error), [str(error)])
+
+
+def _translating(handler: Handler) -> Handler:
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except (RosterError, RosterVersionConflict, InvalidFieldValue) as error:
+            raise _api_error(error) from None
+
+    return wrapper
+
+
+def _rosters(request: web.Request) -> RosterService:
+    rosters = getattr(request.app[CONTROLLER], "rosters", None)
+    if rosters is None:
+        raise ApiError(
+            503,
+            "roster_unavailable",
+            "the roster service has not started yet, retry in a few seconds",
+        )
+    return rosters  # type: ignore[no-any-return]
+
+
+async def _json_body(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ApiError(
+            400, "invalid_json", f"the request body is not valid JSON ({error}), send JSON"
+        ) from None
+
+
+async def _object_body(request: web.Request, what: str) -> dict[str, Any]:
+    body = await _json_body(request)
+    if not isinstance(body, dict):
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"the request body must be a JSON object ({what}), not {type(body).__name__}",
+        )
+    return body
+
+
+def _actor(request: web.Request, from_body: Any = None) -> str:
+    actor = from_body if from_body is not None else request.headers.get(ACTOR_HEADER)
+    if actor is None:
+        return DEFAULT_ACTOR
+    if (
+        not isinstance(actor, str)
+        or not actor.strip()
+        or len(actor) > MAX_ACTOR_LENGTH
+        or re.search(r"[\x00-\x1f\x7f]", actor)
+    ):
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"actor {actor!r} is invalid, send a name of 1 to {MAX_ACTOR_LENGTH}"
+            " characters without control characters",
+        )
+    return actor
+
+
+def _date_param(request: web.Request, name: str, default: date) -> date:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
+            return date.fromisoformat(raw)
+    except ValueError:
+        pass
+    raise ApiError(
+        400, "invalid_parameter", f"{name}={raw!r} must be a date YYYY-MM-DD, e.g. 2026-12-04"
+    )
+
+
+# --- Roster and versions -----------------------------------------------------
+
+
+@_translating
+async def get_roster(request: web.Request) -> web.Response:
+    version = await _rosters(request).current_version()
+    if version is None:
+        raise RosterNotFound()
+    return web.json_response(
+        {"version": version.to_dict(content=False), "roster": version.content}
+    )
+
+
+@_translating
+async def put_roster(request: web.Request) -> web.Response:
+    body = await _object_body(request, '{"roster": {...}, "actor": ..., "comment": ...}')
+    unknown = sorted(set(body) - set(PUT_ROSTER_KEYS))
+    if unknown:
+        raise ApiError(
+            400,
+            "invalid_request",
+            f"unknown keys {unknown} in the request body, send only"
+            f" {', '.join(PUT_ROSTER_KEYS)}",
+        )
+    if "roster" not in body:
+        raise ApiError(
+            400, "invalid_request", "'roster' is missing from the request body, add it"
+        )
+    comment = body.get("comment", "")
+    if not isinstance(comment, str):
+        raise ApiError(400, "invalid_request", f"comment {comment!r} must be a string")
+    result = await _rosters(request).save(
+        body["roster"], _actor(request, body.get("actor")), comment
+    )
+    return web.json_response(result.to_dict())
+
+
+@_translating
+async def list_versions(request: web.Request) -> web.Response:
+    limit = _int_param(request, "limit", 50, 1, MAX_LIMIT)
+    versions = await _rosters(request).versions(limit)
+    return web.json_response({"versions": [v.to_dict(content=False) for v in versions]})
+
+
+@_translating
+async def get_version(request: web.Request) -> web.Response:
+    raw = request.match_info["version_id"]
+    if not (raw.isascii() and raw.isdigit()):
+        raise ApiError(400, "invalid_parameter", f"version id {raw!r} must be a whole number")
+    version_id = int(raw)
+    version = (
+        await _rosters(request).version(version_id) if version_id <= MAX_VERSION_ID else None
+    )
+    if version is None:
+        raise ApiError(404, "roster_version_not_found", f"no roster version with id {raw}")
+    return web.json_response(
+        {"version": version.to_dict(content=False), "roster": version.content}
+    )
+
+
+# --- Duty --------------------------------------------------------------------
+
+
+@_translating
+async def get_duty(request: web.Request) -> web.Response:
+    rosters = _rosters(request)
+    shift_date = _date_param(request, "date", rosters.today())
+    version_id = await rosters.current_version_id()
+    shifts = []
+    for shift in await rosters.shifts(shift_date, 1):
+        item = shift.to_dict(rosters.zone)
+        overrides = await rosters.duty_overrides(shift.shift_date, shift.shift.name)
+        item["overrides"] = [override.to_dict() for override in overrides]
+        shifts.append(item)
+    return web.json_response(
+        {
+            "date": shift_date.isoformat(),
+            "timezone": rosters.zone.key,
+            "version_id": version_id,
+            "shifts": shifts,
+        }
+    )
+
+
+# --- Edits -------------------------------------------------------------------
+
+
+@_translating
+async def put_operator(request: web.Request) -> web.Response:
+    endpoint = request.match_info["endpoint"]
+    operator = await _object_body(request, "an operator")
+    given = operator.setdefault("endpoint", endpoint)
+    if given != endpoint:
+        raise ApiError(
+            400,
+            "invalid_roster",
+            f"operator.endpoint {given!r} differs from {endpoint!r} in the path,"
+            " send the same endpoint or leave it out of the body",
+        )
+    result = await _rosters(request).upsert_operator(operator, _actor(request))
+    return web.json_response(result.to_dict())
+
+
+@_translating
+async def delete_operator(request: web.Request) -> web.Response:
+    endpoint = request.match_info["endpoint"]
+    result = await _rosters(request).remove_operator(endpoint, _actor(request))
+    return web.json_response(result.to_dict())
+
+
+@_translating
+async def post_exception(request: web.Request) -> web.Response:
+    change = await _object_body(request, "a roster exception")
+    result = await _rosters(request).add_exception(change, _actor(request))
+    return web.json_response(result.to_dict(), status=201)
+
+
+@_translating
+async def delete_exception(request: web.Request) -> web.Response:
+    change = await _object_body(request, "the roster exception to remove")
+    result = await _rosters(request).remove_exception(change, _actor(request))
+    return web.json_response(result.to_dict())
+
+
+# --- Audit -------------------------------------------------------------------
+
+
+@_translating
+async def get_audit(request: web.Request) -> web.Response:
+    entries = await _rosters(request).audit_entries(
+        subject=request.query.get("subject"),
+        action_prefix=request.query.get("action"),
+        since=_time_param(request, "since"),
+        until=_time_param(request, "until"),
+        limit=_int_param(request, "limit", 100, 1, MAX_LIMIT),
+    )
+    return web.json_response({"entries": [entry.to_dict() for entry in entries]})
 
 
 def add_routes(app: web.Application) -> None:
-    del app
+    app.router.add_get("/api/roster", get_roster)
+    app.router.add_put("/api/roster", put_roster)
+    app.router.add_get("/api/roster/versions", list_versions)
+    app.router.add_get("/api/roster/versions/{version_id}", get_version)
+    app.router.add_get("/api/roster/duty", get_duty)
+    app.router.add_put("/api/roster/operators/{endpoint}", put_operator)
+    app.router.add_delete("/api/roster/operators/{endpoint}", delete_operator)
+    app.router.add_post("/api/roster/exceptions", post_exception)
+    app.router.add_delete("/api/roster/exceptions", delete_exception)
+    app.router.add_get("/api/audit", get_audit)
