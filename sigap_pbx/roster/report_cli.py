@@ -134,25 +134,11 @@ def _run(args: argparse.Namespace, work: Callable[[Any, Any], Awaitable[T]]) -> 
         raise CommandError(str(error)) from None
 
 
-def roster_provider(db: Any) -> Callable[[], Awaitable[Roster | None]]:
+def roster_provider(db: Any, config: Any) -> Callable[[], Awaitable[Roster | None]]:
     """Return a provider of the roster in force, read from the database."""
+    from sigap_pbx.roster.service import RosterService
 
-    async def provide() -> Roster | None:
-        from sigap_pbx.roster.reporter import ShiftReportError
-
-        try:
-            from sigap_pbx.roster.io import roster_from_dict
-            from sigap_pbx.store.roster import RosterStore
-        except ImportError as error:
-            raise ShiftReportError(
-                f"the saved roster cannot be read ({error}); the running controller "
-                "still stores each report when its shift ends"
-            ) from None
-
-        version = await RosterStore(db).current_version()
-        return None if version is None else roster_from_dict(version.content)
-
-    return provide
+    return RosterService(db, config).current
 
 
 # Commands -----------------------------------------------------------------------------
@@ -229,7 +215,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             shift_store,
             MemberStore(db),
             CallStore(db),
-            roster_provider(db),
+            roster_provider(db, config),
             zone=config.roster.zone,
         )
         existed = await shift_store.get_report(args.date, args.shift) is not None

@@ -157,3 +157,82 @@ def test_reports_database_unchanged(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert database.stat().st_mtime_ns == before
     assert date(2026, 12, 4).isoformat() in result.stdout
+
+
+async def save_roster(path: Path) -> None:
+    """Save a roster of the default configuration's endpoints, anchored on 1 January."""
+    from datetime import time
+
+    from sigap_pbx.config import Config
+    from sigap_pbx.roster.model import (
+        Crew,
+        Operator,
+        Role,
+        Rotation,
+        ShiftDef,
+        ShiftPattern,
+    )
+    from sigap_pbx.roster.service import RosterService
+
+    pattern = ShiftPattern(
+        "three",
+        (
+            ShiftDef("early", time(7), 8, 1),
+            ShiftDef("late", time(15), 8, 1),
+            ShiftDef("night", time(23), 8, 1),
+        ),
+    )
+    operators = (
+        Operator("op1", "Ayu"),
+        Operator("op2", "Budi"),
+        Operator("spv1", "Citra", role=Role.SUPERVISOR),
+        Operator("oncall1", "Dewi", role=Role.BACKUP),
+    )
+    crews = tuple(
+        Crew(name, (operator.endpoint,)) for name, operator in zip("ABCD", operators)
+    )
+    roster = Roster(operators, Rotation(pattern, crews, date(2026, 1, 1)))
+    db = await Database.open(f"sqlite+aiosqlite:///{path}")
+    try:
+        await RosterService(db, Config()).save(roster, actor="test")
+        await CallStore(db).upsert_call(
+            "9.1",
+            arrived_at=datetime(2026, 1, 5, 0, 10, tzinfo=UTC),
+            answered_at=datetime(2026, 1, 5, 0, 10, 25, tzinfo=UTC),
+            outcome="answered",
+        )
+    finally:
+        await db.close()
+
+
+def test_build_stores_then_replaces(tmp_path: Path) -> None:
+    database = make_database(tmp_path)
+    asyncio.run(save_roster(database))
+
+    first = run_sigap(tmp_path, "shifts", "build", "2026-01-05", "early")
+    second = run_sigap(tmp_path, "shifts", "build", "2026-01-05", "early")
+
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("stored a new report of shift 'early' on 2026-01-05")
+    assert "(2026-01-05 07:00 to 2026-01-05 15:00)" in first.stdout
+    # Four crews rotate once every four days, so crew A is on early again on 5 January.
+    assert "crew A" in first.stdout
+    assert "\nop1 " in first.stdout
+    assert "answered within <= 10 s: 0 (0.0%), <= 15 s: 0 (0.0%), <= 20 s: 0" in first.stdout
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.startswith("replaced the stored report of shift 'early'")
+    listed = run_sigap(tmp_path, "shifts", "reports", "--json", "--since", "2026-01-05")
+    rows = json.loads(listed.stdout)
+    assert [(row["date"], row["name"]) for row in rows if row["date"] == "2026-01-05"] == [
+        ("2026-01-05", "early")
+    ]
+
+
+def test_build_unknown_shift_one_line(tmp_path: Path) -> None:
+    database = make_database(tmp_path)
+    asyncio.run(save_roster(database))
+
+    result = run_sigap(tmp_path, "shifts", "build", "2026-01-05", "noon")
+
+    line = assert_one_line_error(result, 1)
+    assert "shift 'noon' not found" in line
