@@ -130,7 +130,7 @@ class AlarmBoard:
         # Row ids for alarms held in memory when there is no store.
         self._next_memory_id = 1
 
-    # Raising and clearing (called from event handlers, never wait) ----------------
+    # Raising and clearing (called from event handlers, no database wait) ----------
 
     def raise_alarm(
         self,
@@ -237,8 +237,8 @@ class AlarmBoard:
         if record is None:
             if self.store is None:
                 raise AlarmNotFound(alarm_id)
-            # The board no longer holds this alarm, so its writer will not write
-            # the row again and the store can update it directly.
+            # The board no longer keeps this alarm in memory, so its writer will
+            # not write the row again and the store can update it directly.
             now = self.clock()
             view = await self.store.acknowledge(alarm_id, now, actor)
             if view.acknowledged_at == now:

@@ -1,7 +1,7 @@
 """Missed calls: pause a member who leaves several offered calls unanswered in a row.
 
 app_queue sends `AgentRingNoAnswer` each time a member's ring times out (or the
-phone rejects the offer), and `AgentConnect` when a member answers. After
+phone reports busy), and `AgentConnect` when a member takes the call. After
 `threshold` unanswered offers in a row, across all queues, the member is paused
 with reason `missed_calls` in every queue where it is not paused already, and a
 `missed_calls` alarm asks a supervisor to check on the operator. The member is not
