@@ -42,7 +42,7 @@ AlarmKey = tuple[str, str]  # (kind, subject)
 # alarm as a JSON-ready dict. It runs in the event loop and must not block.
 ChangeListener = Callable[[str, dict[str, Any]], None]
 # Writes one audit row: audit(actor, action, subject, detail).
-Audit = Callable[[str, str, str, dict[str, Any]], Awaitable[None]]
+Audit = Callable[[str, str, str, dict[str, Any]], Awaitable[object]]
 
 
 @dataclass
