@@ -99,7 +99,9 @@ def _default_actor() -> str:
 
 
 def add_parsers(sub: Any) -> None:
-    roster = sub.add_parser("roster", help="import, export, show and check the shift roster")
+    roster = sub.add_parser(
+        "roster", help="import, export, show and check the shift roster"
+    )
     commands = roster.add_subparsers(dest="roster_command", required=True)
 
     importing = commands.add_parser(
@@ -107,8 +109,9 @@ def add_parsers(sub: Any) -> None:
     )
     _file_arguments(importing)
     importing.add_argument(
-        "--actor", default=_default_actor(), help="name recorded in the audit log"
-        " (default: cli:LOGIN)"
+        "--actor",
+        default=_default_actor(),
+        help="name recorded in the audit log (default: cli:LOGIN)",
     )
     importing.add_argument("--comment", default="", help="note stored with the version")
     importing.add_argument(
@@ -116,19 +119,29 @@ def add_parsers(sub: Any) -> None:
     )
     importing.set_defaults(handler=_command(cmd_import))
 
-    check = commands.add_parser("check", help="validate a roster file without saving it")
+    check = commands.add_parser(
+        "check", help="validate a roster file without saving it"
+    )
     _file_arguments(check)
     check.set_defaults(handler=_command(cmd_check))
 
-    export = commands.add_parser("export", help="write the roster in force as YAML or CSV")
-    export.add_argument("--format", choices=FORMATS, default="yaml", help="default yaml")
+    export = commands.add_parser(
+        "export", help="write the roster in force as YAML or CSV"
+    )
     export.add_argument(
-        "--section", choices=SECTIONS, help="the section to write as CSV (needed for csv)"
+        "--format", choices=FORMATS, default="yaml", help="default yaml"
+    )
+    export.add_argument(
+        "--section",
+        choices=SECTIONS,
+        help="the section to write as CSV (needed for csv)",
     )
     export.add_argument("--out", help="file to write (default: standard output)")
     export.set_defaults(handler=_command(cmd_export))
 
-    show = commands.add_parser("show", help="list each shift with its crew and who is on duty")
+    show = commands.add_parser(
+        "show", help="list each shift with its crew and who is on duty"
+    )
     show.add_argument(
         "--from", dest="start", type=_date_argument, help="first date (default: today)"
     )
@@ -138,17 +151,23 @@ def add_parsers(sub: Any) -> None:
         default=1,
         help=f"number of dates, from 1 to {MAX_SHOW_DAYS} (default 1)",
     )
-    show.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    show.add_argument(
+        "--json", action="store_true", help="print JSON instead of a table"
+    )
     show.set_defaults(handler=_command(cmd_show))
 
-    history = commands.add_parser("history", help="list saved roster versions, newest first")
+    history = commands.add_parser(
+        "history", help="list saved roster versions, newest first"
+    )
     history.add_argument(
         "--limit",
         type=_range_argument(MAX_LISTED),
         default=20,
         help=f"how many versions, from 1 to {MAX_LISTED} (default 20)",
     )
-    history.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    history.add_argument(
+        "--json", action="store_true", help="print JSON instead of a table"
+    )
     history.set_defaults(handler=_command(cmd_history))
 
     audit = sub.add_parser("audit", help="list audit log entries, newest first")
@@ -162,12 +181,16 @@ def add_parsers(sub: Any) -> None:
         default=50,
         help=f"how many entries, from 1 to {MAX_LISTED} (default 50)",
     )
-    audit.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    audit.add_argument(
+        "--json", action="store_true", help="print JSON instead of a table"
+    )
     audit.set_defaults(handler=_command(cmd_audit))
 
 
 def _file_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("file", help="roster file: .yaml/.yml, or .csv with one section")
+    parser.add_argument(
+        "file", help="roster file: .yaml/.yml, or .csv with one section"
+    )
     parser.add_argument(
         "--format", choices=FORMATS, help="file format (default: from the extension)"
     )
@@ -184,9 +207,8 @@ def _command(
 ) -> Callable[[argparse.Namespace], int]:
     """Wrap a command so that its expected failures print as `error: ...` lines.
 
-    The wrapper catches CommandError itself because under `python -m
-    sigap_pbx.cli` the main module's CommandError is another class than the
-    one imported here.
+    Roster and store errors become one line, and a rejected roster file lists
+    each problem on its own line.
     """
 
     def handler(args: argparse.Namespace) -> int:
@@ -218,9 +240,7 @@ def _printable(text: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f-\x9f]", "?", text)
 
 
-def _with_service(
-    config: Config, work: Callable[[RosterService], Awaitable[T]]
-) -> T:
+def _with_service(config: Config, work: Callable[[RosterService], Awaitable[T]]) -> T:
     _require_sqlite_file(config.database_url)
 
     async def main() -> T:
@@ -316,7 +336,9 @@ def _print_coverage(problems: list[CoverageProblem], days: int) -> None:
     if not problems:
         print(f"coverage: every shift of the next {days} days has its minimum")
         return
-    print(f"warning: {len(problems)} shifts below their minimum in the next {days} days:")
+    print(
+        f"warning: {len(problems)} shifts below their minimum in the next {days} days:"
+    )
     for problem in problems[:PRINTED_PROBLEMS]:
         print(f"  {problem}")
     if len(problems) > PRINTED_PROBLEMS:
@@ -345,15 +367,16 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
         result = await service.save(roster, args.actor, args.comment)
         if result.changed:
             print(
-                f"saved roster version {result.version_id}:"
-                f" {result.changes['summary']}"
+                f"saved roster version {result.version_id}: {result.changes['summary']}"
             )
         else:
             print(
                 f"roster unchanged, version {result.version_id} stays in force"
                 " (no new version saved)"
             )
-        _print_coverage(list(result.coverage_problems), config.roster.coverage_check_days)
+        _print_coverage(
+            list(result.coverage_problems), config.roster.coverage_check_days
+        )
         return 0
 
     return _with_service(config, work)
@@ -388,7 +411,8 @@ def _no_roster() -> CommandError:
 def cmd_export(args: argparse.Namespace, config: Config) -> int:
     if args.format == "csv" and not args.section:
         raise CommandError(
-            f"a CSV file contains one section, give --section with one of {', '.join(SECTIONS)}"
+            "a CSV file contains one section, give --section with one of"
+            f" {', '.join(SECTIONS)}"
         )
 
     async def work(service: RosterService) -> str:
@@ -451,7 +475,10 @@ def cmd_show(args: argparse.Namespace, config: Config) -> int:
     print(f"roster version {version_id}, times in {zone.key}")
     print(f"{'date':10}  {'shift':10}  {'window':20}  {'crew':8}  on duty")
     for shift in shifts:
-        duties = ", ".join(f"{d.endpoint} ({d.role.value})" for d in shift.duties) or "nobody"
+        duties = (
+            ", ".join(f"{d.endpoint} ({d.role.value})" for d in shift.duties)
+            or "nobody"
+        )
         line = (
             f"{shift.shift_date.isoformat():10}  {shift.shift.name:10}  "
             f"{_window_text(shift.start_utc, shift.end_utc, zone):20}  "
@@ -479,7 +506,10 @@ def cmd_history(args: argparse.Namespace, config: Config) -> int:
     if not versions:
         print(f"(no roster saved yet: {NO_ROSTER_HINT})")
         return 0
-    print(f"{'id':>5}  {'saved (' + zone.key + ')':25}  {'by':20}  {'below min':>9}  comment")
+    print(
+        f"{'id':>5}  {'saved (' + zone.key + ')':25}  {'by':20}"
+        f"  {'below min':>9}  comment"
+    )
     for version in versions:
         saved = version.saved_at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
         line = (
@@ -509,12 +539,18 @@ def cmd_audit(args: argparse.Namespace, config: Config) -> int:
     if not entries:
         print("(no audit entries match)")
         return 0
-    print(f"{'at (' + zone.key + ')':25}  {'actor':20}  {'action':16}  {'subject':12}  detail")
+    print(
+        f"{'at (' + zone.key + ')':25}  {'actor':20}  {'action':16}"
+        f"  {'subject':12}  detail"
+    )
     for entry in entries:
         at = entry.at.astimezone(zone).strftime("%Y-%m-%d %H:%M:%S")
-        detail = entry.detail.get("summary") or json.dumps(entry.detail, ensure_ascii=False)
+        detail = entry.detail.get("summary") or json.dumps(
+            entry.detail, ensure_ascii=False
+        )
         line = (
-            f"{at:25}  {entry.actor[:20]:20}  {entry.action:16}  {entry.subject:12}  {detail}"
+            f"{at:25}  {entry.actor[:20]:20}  {entry.action:16}"
+            f"  {entry.subject:12}  {detail}"
         )
         print(_printable(line))
     return 0

@@ -119,9 +119,9 @@ def format_path(path: DocumentPath) -> str:
     return text or "roster"
 
 
-def _shown(value: Any) -> str:
-    shown = repr(value)
-    return shown if len(shown) <= 60 else shown[:57] + "..."
+def _quoted(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # --- Roster to document ------------------------------------------------------
@@ -235,11 +235,14 @@ class _Reader:
         path: DocumentPath,
         required: Sequence[str],
         optional: Sequence[str] = (),
-        what: str = "an object",
+        description: str = "an object",
     ) -> dict[str, Any] | None:
         if not isinstance(value, Mapping):
             keys = ", ".join([*required, *optional])
-            self.fail(path, f"{_shown(value)} is not {what}, give an object with {keys}")
+            self.fail(
+                path,
+                f"{_quoted(value)} is not {description}, give an object with {keys}",
+            )
             return None
         known = [*required, *optional]
         # An unknown key is reported but the known ones are still read, so that
@@ -252,24 +255,26 @@ class _Reader:
             hint = f"did you mean {close[0]!r}?" if close else "remove it"
             self.fail(
                 (*path, str(key)),
-                f"unknown key {str(key)!r} in {what}, {hint}"
+                f"unknown key {str(key)!r} in {description}, {hint}"
                 f" (known keys: {', '.join(known)})",
             )
         for key in required:
             if key not in value:
-                self.fail(path, f"{key!r} is missing from {what}, add it")
+                self.fail(path, f"{key!r} is missing from {description}, add it")
                 complete = False
         return dict(value) if complete else None
 
-    def text(self, value: Any, path: DocumentPath, *, empty: bool = False) -> str | None:
+    def text(
+        self, value: Any, path: DocumentPath, *, empty: bool = False
+    ) -> str | None:
         if not isinstance(value, str):
-            self.fail(path, f"{_shown(value)} is not text, write it as a string")
+            self.fail(path, f"{_quoted(value)} is not text, write it as a string")
             return None
         if not empty and not value.strip():
             self.fail(path, "is empty, fill it in")
             return None
         if value != value.strip():
-            self.fail(path, f"{_shown(value)} has spaces around it, remove them")
+            self.fail(path, f"{_quoted(value)} has spaces around it, remove them")
             return None
         return value
 
@@ -280,7 +285,7 @@ class _Reader:
         if not ENDPOINT_PATTERN.fullmatch(text):
             self.fail(
                 path,
-                f"{_shown(text)} is not a valid endpoint name, use 1 to 64 letters,"
+                f"{_quoted(text)} is not a valid endpoint name, use 1 to 64 letters,"
                 " digits, '_', '.' or '-', starting with a letter or digit",
             )
             return None
@@ -288,7 +293,7 @@ class _Reader:
 
     def text_list(self, value: Any, path: DocumentPath) -> tuple[str, ...] | None:
         if not isinstance(value, list):
-            self.fail(path, f"{_shown(value)} is not a list, write a list of strings")
+            self.fail(path, f"{_quoted(value)} is not a list, write a list of strings")
             return None
         items = [self.text(item, (*path, index)) for index, item in enumerate(value)]
         if any(item is None for item in items):
@@ -297,13 +302,15 @@ class _Reader:
 
     def boolean(self, value: Any, path: DocumentPath) -> bool | None:
         if not isinstance(value, bool):
-            self.fail(path, f"{_shown(value)} is not true or false, use one of them")
+            self.fail(path, f"{_quoted(value)} is not true or false, use one of them")
             return None
         return value
 
     def whole_number(self, value: Any, path: DocumentPath) -> int | None:
         if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(path, f"{_shown(value)} is not a whole number, write one such as 2")
+            self.fail(
+                path, f"{_quoted(value)} is not a whole number, write one such as 2"
+            )
             return None
         return value
 
@@ -311,7 +318,7 @@ class _Reader:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(
                 path,
-                f"{_shown(value)} is not a number, write one such as 8 or 7.5"
+                f"{_quoted(value)} is not a number, write one such as 8 or 7.5"
                 " (with a dot)",
             )
             return None
@@ -329,7 +336,7 @@ class _Reader:
                 return date.fromisoformat(value)
             except ValueError:
                 pass
-        self.fail(path, f"{_shown(value)} is not a date, write it as YYYY-MM-DD")
+        self.fail(path, f"{_quoted(value)} is not a date, write it as YYYY-MM-DD")
         return None
 
     def clock(self, value: Any, path: DocumentPath) -> time | None:
@@ -346,7 +353,7 @@ class _Reader:
                 return time.fromisoformat(value)
             except ValueError:
                 pass
-        self.fail(path, f"{_shown(value)} is not a time of day, write it as HH:MM")
+        self.fail(path, f"{_quoted(value)} is not a time of day, write it as HH:MM")
         return None
 
     def build(self, path: DocumentPath, factory: Callable[[], Any]) -> Any:
@@ -368,7 +375,8 @@ def _read_operator(reader: _Reader, value: Any, path: DocumentPath) -> Operator 
     role = item.get("role", Role.OPERATOR.value)
     if role not in ROLES:
         reader.fail(
-            (*path, "role"), f"{_shown(role)} is not a role, use one of {', '.join(ROLES)}"
+            (*path, "role"),
+            f"{_quoted(role)} is not a role, use one of {', '.join(ROLES)}",
         )
     languages = reader.text_list(item.get("languages", []), (*path, "languages"))
     skills = reader.text_list(item.get("skills", []), (*path, "skills"))
@@ -378,7 +386,12 @@ def _read_operator(reader: _Reader, value: Any, path: DocumentPath) -> Operator 
     return reader.build(
         path,
         lambda: Operator(
-            endpoint, name, languages, skills, active, Role(role)  # type: ignore[arg-type]
+            endpoint,
+            name,
+            languages,
+            skills,
+            active,
+            Role(role),  # type: ignore[arg-type]
         ),
     )
 
@@ -394,7 +407,7 @@ def _read_crew(
     if not isinstance(members_value, list):
         reader.fail(
             (*path, "members"),
-            f"{_shown(members_value)} is not a list, list the crew's endpoints",
+            f"{_quoted(members_value)} is not a list, list the crew's endpoints",
         )
         return None
     members = [
@@ -414,11 +427,14 @@ def _read_shift(reader: _Reader, value: Any, path: DocumentPath) -> ShiftDef | N
     name = reader.text(item["name"], (*path, "name"))
     start = reader.clock(item["start"], (*path, "start"))
     hours = reader.number(item["hours"], (*path, "hours"))
-    minimum = reader.whole_number(item["minimum_operators"], (*path, "minimum_operators"))
+    minimum = reader.whole_number(
+        item["minimum_operators"], (*path, "minimum_operators")
+    )
     if len(reader.problems) > before:
         return None
     return reader.build(
-        path, lambda: ShiftDef(name, start, hours, minimum)  # type: ignore[arg-type]
+        path,
+        lambda: ShiftDef(name, start, hours, minimum),  # type: ignore[arg-type]
     )
 
 
@@ -428,7 +444,7 @@ def _read_exception(
     if not isinstance(value, Mapping):
         reader.fail(
             path,
-            f"{_shown(value)} is not an exception, give an object with a type:"
+            f"{_quoted(value)} is not an exception, give an object with a type:"
             f" {', '.join(EXCEPTION_TYPES)}",
         )
         return None
@@ -436,13 +452,14 @@ def _read_exception(
     if not isinstance(kind, str) or kind not in EXCEPTION_KEYS:
         reader.fail(
             (*path, "type"),
-            f"{_shown(kind)} is not an exception type, use one of"
+            f"{_quoted(kind)} is not an exception type, use one of"
             f" {', '.join(EXCEPTION_TYPES)}",
         )
         return None
     item = reader.mapping(value, path, EXCEPTION_KEYS[kind], (), f"a {kind}")
     if item is None:
         return None
+
     before = len(reader.problems)
     if kind == "leave":
         endpoint = reader.endpoint(item["endpoint"], (*path, "endpoint"))
@@ -450,7 +467,11 @@ def _read_exception(
         end = reader.day(item["end"], (*path, "end"))
         if len(reader.problems) > before:
             return None
-        return reader.build(path, lambda: Leave(endpoint, start, end))  # type: ignore[arg-type]
+        return reader.build(
+            path,
+            lambda: Leave(endpoint, start, end),  # type: ignore[arg-type]
+        )
+
     shift_date = reader.day(item["date"], (*path, "date"))
     shift_name = reader.text(item["shift"], (*path, "shift"))
     if kind == "swap":
@@ -460,8 +481,14 @@ def _read_exception(
             return None
         return reader.build(
             path,
-            lambda: Swap(shift_date, shift_name, out_endpoint, in_endpoint),  # type: ignore[arg-type]
+            lambda: Swap(
+                shift_date,  # type: ignore[arg-type]
+                shift_name,  # type: ignore[arg-type]
+                out_endpoint,  # type: ignore[arg-type]
+                in_endpoint,  # type: ignore[arg-type]
+            ),
         )
+
     endpoint = reader.endpoint(item["endpoint"], (*path, "endpoint"))
     if len(reader.problems) > before:
         return None
@@ -473,17 +500,22 @@ def _read_list(
     value: Any,
     path: DocumentPath,
     read_item: Callable[[_Reader, Any, DocumentPath], Any],
-    what: str,
+    description: str,
 ) -> list[Any] | None:
     if not isinstance(value, list):
-        reader.fail(path, f"{_shown(value)} is not a list, write a list of {what}")
+        reader.fail(
+            path, f"{_quoted(value)} is not a list, write a list of {description}"
+        )
         return None
     return [read_item(reader, item, (*path, index)) for index, item in enumerate(value)]
 
 
 def _endpoint_fields(change: RosterException) -> list[tuple[str, str]]:
     if isinstance(change, Swap):
-        return [("out_endpoint", change.out_endpoint), ("in_endpoint", change.in_endpoint)]
+        return [
+            ("out_endpoint", change.out_endpoint),
+            ("in_endpoint", change.in_endpoint),
+        ]
     return [("endpoint", change.endpoint)]
 
 
@@ -536,7 +568,9 @@ def _check_crews(
         for position, endpoint in enumerate(members):
             path = ("crews", index, "members", position)
             if endpoint in seen:
-                reader.fail(path, f"{endpoint!r} is listed twice in crew {name!r}, list it once")
+                reader.fail(
+                    path, f"{endpoint!r} is listed twice in crew {name!r}, list it once"
+                )
             elif endpoint not in endpoints:
                 reader.fail(
                     path,
@@ -570,7 +604,8 @@ def _read_rotation(
         if name not in defined:
             reader.fail(
                 path,
-                f"crew {name!r} not found among the crews (defined: {', '.join(defined)}),"
+                f"crew {name!r} not found among the crews"
+                f" (defined: {', '.join(defined)}),"
                 " define it under crews or correct the name",
             )
         elif names.index(name) != index:
@@ -629,7 +664,8 @@ def _check_exceptions(
             other
             for _, other in checked[: position + 1]
             if isinstance(other, Leave)
-            or (other.shift_date, other.shift_name) == (change.shift_date, change.shift_name)
+            or (other.shift_date, other.shift_name)
+            == (change.shift_date, change.shift_name)
         ]
         try:
             on_duty(rotation, operators, earlier, change.shift_date, change.shift_name)
@@ -653,9 +689,13 @@ def roster_from_dict(
     if top is None:
         raise RosterDocumentError(reader.problems)
 
-    operators = _read_list(reader, top["operators"], ("operators",), _read_operator, "operators")
+    operators = _read_list(
+        reader, top["operators"], ("operators",), _read_operator, "operators"
+    )
     crews = _read_list(reader, top["crews"], ("crews",), _read_crew, "crews")
-    pattern_item = reader.mapping(top["pattern"], ("pattern",), PATTERN_KEYS, (), "the pattern")
+    pattern_item = reader.mapping(
+        top["pattern"], ("pattern",), PATTERN_KEYS, (), "the pattern"
+    )
     pattern_name = shifts = None
     if pattern_item is not None:
         pattern_name = reader.text(pattern_item["name"], ("pattern", "name"))
@@ -687,13 +727,17 @@ def roster_from_dict(
     # Every item read cleanly from here on, so the lists contain no None.
 
     pattern = reader.build(
-        ("pattern", "shifts"), lambda: ShiftPattern(pattern_name, tuple(shifts))  # type: ignore[arg-type]
+        ("pattern", "shifts"),
+        lambda: ShiftPattern(pattern_name, tuple(shifts)),  # type: ignore[arg-type]
     )
     order = _read_rotation(reader, top["rotation"], crews)  # type: ignore[arg-type]
     if pattern is None or order is None:
         raise RosterDocumentError(reader.problems)
     anchor, crew_names = order
-    by_name = {name: Crew(name, members) for name, members in crews}  # type: ignore[union-attr]
+    by_name = {
+        name: Crew(name, members)
+        for name, members in crews  # type: ignore[union-attr]
+    }
     rotation = reader.build(
         ("rotation", "crews"),
         lambda: Rotation(pattern, tuple(by_name[name] for name in crew_names), anchor),
@@ -704,7 +748,9 @@ def roster_from_dict(
     _check_exceptions(reader, exceptions, operators, rotation)  # type: ignore[arg-type]
     if reader.problems:
         raise RosterDocumentError(reader.problems)
-    roster = reader.build((), lambda: Roster(tuple(operators), rotation, tuple(exceptions)))  # type: ignore[arg-type]
+    roster = reader.build(
+        (), lambda: Roster(tuple(operators), rotation, tuple(exceptions))
+    )  # type: ignore[arg-type]
     if roster is None:
         raise RosterDocumentError(reader.problems)
     return roster
@@ -829,7 +875,7 @@ class CsvSection:
         return f"{self.source} row {row}"
 
 
-# Where each CSV section sits in a document.
+# Document path of each CSV section.
 _SECTION_PATHS: dict[str, DocumentPath] = {
     "operators": ("operators",),
     "crews": ("crews",),
@@ -925,16 +971,22 @@ def read_csv(data: bytes | str, section: str, source: str) -> CsvSection:
     """
     if section not in CSV_COLUMNS:
         raise RosterError(
-            f"section {section!r} is not a roster section, use one of {', '.join(SECTIONS)}"
+            f"section {section!r} is not a roster section,"
+            f" use one of {', '.join(SECTIONS)}"
         )
     text = _decode(data, source)
     columns = CSV_COLUMNS[section]
-    records = csv.reader(io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text))
+    records = csv.reader(
+        io.StringIO(text, newline=""), delimiter=_sniff_delimiter(text)
+    )
     try:
         table = list(records)
     except csv.Error as error:
         raise RosterDocumentError(
-            [f"{source} row {records.line_num}: invalid CSV ({error}), correct the file"]
+            [
+                f"{source} row {records.line_num}: invalid CSV ({error}),"
+                " correct the file"
+            ]
         ) from None
     if not table or not any(cell.strip() for cell in table[0]):
         raise RosterDocumentError(
@@ -962,7 +1014,9 @@ def read_csv(data: bytes | str, section: str, source: str) -> CsvSection:
     for number, record in enumerate(table[1:], start=2):
         if not any(cell.strip() for cell in record):
             continue
-        if len(record) > len(header) and any(cell.strip() for cell in record[len(header) :]):
+        if len(record) > len(header) and any(
+            cell.strip() for cell in record[len(header) :]
+        ):
             problems.append(
                 f"{source} row {number}: {len(record)} cells for {len(header)} columns,"
                 " remove the cells to the right of the last column"
@@ -1045,7 +1099,9 @@ def roster_from_csv(
     """
     part = read_csv(data, section, source)
     document = replace_section(roster_to_dict(current), part)
-    return roster_from_dict(document, known_endpoints=known_endpoints, locate=part.locate)
+    return roster_from_dict(
+        document, known_endpoints=known_endpoints, locate=part.locate
+    )
 
 
 def _escape_cell(value: str) -> str:
@@ -1094,7 +1150,8 @@ def roster_to_csv(roster: Roster, section: str) -> str:
     """
     if section not in CSV_COLUMNS:
         raise RosterError(
-            f"section {section!r} is not a roster section, use one of {', '.join(SECTIONS)}"
+            f"section {section!r} is not a roster section,"
+            f" use one of {', '.join(SECTIONS)}"
         )
     buffer = io.StringIO(newline="")
     writer = csv.writer(buffer, lineterminator="\r\n")

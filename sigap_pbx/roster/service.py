@@ -4,7 +4,7 @@
 save validates the whole roster (including that every endpoint exists in the
 site's configuration), checks coverage for the next
 ``[roster] coverage_check_days`` days, stores a new version and writes an audit
-entry that says what changed, all in one transaction.
+entry that lists what changed, all in one transaction.
 
 Saving content identical to the version in force stores no new version: the
 result has ``changed`` false and the id of the version in force, and the audit
@@ -80,7 +80,8 @@ class OperatorNotFound(RosterError, LookupError):
 
     def __init__(self, endpoint: str) -> None:
         super().__init__(
-            f"operator {endpoint!r} not found in the roster in force, check the endpoint"
+            f"operator {endpoint!r} not found in the roster in force,"
+            " check the endpoint"
         )
         self.endpoint = endpoint
 
@@ -184,7 +185,7 @@ def describe_changes(
 ) -> dict[str, Any]:
     """Compare two roster documents and describe the difference for the audit log.
 
-    Only the parts that changed appear, and `summary` says it in one line.
+    Only the parts that changed appear, and `summary` is a one-line description.
     """
     empty: dict[str, Any] = {
         "operators": [],
@@ -197,7 +198,10 @@ def describe_changes(
     changes: dict[str, Any] = {}
     summary: list[str] = []
 
-    old_ops, new_ops = _by_key(old["operators"], "endpoint"), _by_key(new["operators"], "endpoint")
+    old_ops, new_ops = (
+        _by_key(old["operators"], "endpoint"),
+        _by_key(new["operators"], "endpoint"),
+    )
     added = [e for e in new_ops if e not in old_ops]
     removed = [e for e in old_ops if e not in new_ops]
     changed = {
@@ -248,7 +252,8 @@ def configured_endpoints(config: Config) -> frozenset[str]:
     """Return the SIP endpoints that the configuration declares for phones."""
     sip = config.sip
     return frozenset(
-        {op.endpoint for op in sip.operators} | {sip.supervisor.endpoint, sip.oncall.endpoint}
+        {op.endpoint for op in sip.operators}
+        | {sip.supervisor.endpoint, sip.oncall.endpoint}
     )
 
 
@@ -303,7 +308,12 @@ class RosterService:
         return await self._store.list_versions(limit)
 
     async def current(self) -> Roster | None:
-        """Return the roster in force, or None when none is saved.
+        """Return the roster in force, or None when none is saved."""
+        found = await self.current_with_version()
+        return None if found is None else found[1]
+
+    async def current_with_version(self) -> tuple[int, Roster] | None:
+        """Return the id and roster of the version in force, read together.
 
         The parsed roster is kept until a newer version appears, so a call costs
         one small query while the roster is unchanged.
@@ -312,13 +322,12 @@ class RosterService:
         if version_id is None:
             return None
         if self._cached is not None and self._cached[0] == version_id:
-            return self._cached[1]
+            return self._cached
         version = await self._store.current_version()
         if version is None:
             return None
-        roster = self._stored_roster(version)
-        self._cached = (version.id, roster)
-        return roster
+        self._cached = (version.id, self._stored_roster(version))
+        return self._cached
 
     async def require_current(self) -> Roster:
         """Return the roster in force, or raise RosterNotFound."""
@@ -345,7 +354,9 @@ class RosterService:
 
     # --- Saving ----------------------------------------------------------------
 
-    def coverage(self, roster: Roster, start: date | None = None) -> list[CoverageProblem]:
+    def coverage(
+        self, roster: Roster, start: date | None = None
+    ) -> list[CoverageProblem]:
         """Check the roster from `start` (default today) over coverage_check_days."""
         days = self._config.roster.coverage_check_days
         rotation = roster.rotation
@@ -491,14 +502,20 @@ class RosterService:
         document = roster_to_dict(roster)
         problems = tuple(self.coverage(roster))
         if version is not None and version.content == document:
-            detail = {"changed": False, "summary": "nothing changed", "version": version.id}
+            detail = {
+                "changed": False,
+                "summary": "nothing changed",
+                "version": version.id,
+            }
             await self._audit.record(
                 actor=actor, action=SAVE_ACTION, subject="roster", detail=detail, at=now
             )
             log.info("roster_save_unchanged", version=version.id, actor=actor)
             return SaveResult(version.id, False, problems, detail)
 
-        changes = describe_changes(None if version is None else version.content, document)
+        changes = describe_changes(
+            None if version is None else version.content, document
+        )
         changes["previous_version"] = None if version is None else version.id
         if comment:
             changes["comment"] = comment
@@ -513,7 +530,9 @@ class RosterService:
             audit_detail=changes,
         )
         self._cached = (version_id, roster)
-        log.info("roster_saved", version=version_id, actor=actor, summary=changes["summary"])
+        log.info(
+            "roster_saved", version=version_id, actor=actor, summary=changes["summary"]
+        )
         if problems:
             log.warning(
                 "roster_coverage_below_minimum",
@@ -521,7 +540,9 @@ class RosterService:
                 count=len(problems),
                 problems=[str(p) for p in problems[:LOGGED_PROBLEMS]],
             )
-        return SaveResult(version_id, True, problems, {**changes, "version": version_id})
+        return SaveResult(
+            version_id, True, problems, {**changes, "version": version_id}
+        )
 
     # --- Duty --------------------------------------------------------------------
 
@@ -536,7 +557,9 @@ class RosterService:
         """Return the shift date, shift and crew in force at an aware instant."""
         roster = await self.require_current()
         shift_date, shift = shift_at(roster.rotation, instant_utc, self.zone)
-        start, end = shift_window(roster.rotation.pattern, shift.name, shift_date, self.zone)
+        start, end = shift_window(
+            roster.rotation.pattern, shift.name, shift_date, self.zone
+        )
         crew = roster.rotation.crew_on(shift_date, shift.name).name
         return ShiftInForce(shift_date, shift, crew, start, end)
 
@@ -600,12 +623,16 @@ class RosterService:
         )
 
 
-def shifts_of(roster: Roster, start: date, days: int, zone: ZoneInfo) -> list[ShiftDuties]:
+def shifts_of(
+    roster: Roster, start: date, days: int, zone: ZoneInfo
+) -> list[ShiftDuties]:
     """List the shifts of `days` dates from `start` with their duties and coverage."""
     rotation = roster.rotation
     problems = {
         (p.shift_date, p.shift_name): p
-        for p in check_coverage(rotation, roster.operators, roster.exceptions, start, days)
+        for p in check_coverage(
+            rotation, roster.operators, roster.exceptions, start, days
+        )
     }
     result = []
     for offset in range(days):

@@ -173,7 +173,8 @@ class AuditEntryView:
 
 
 def _limit(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LISTED:
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if not is_int or not 1 <= value <= MAX_LISTED:
         raise InvalidFieldValue("limit", value, f"an integer from 1 to {MAX_LISTED}")
     return value
 
@@ -236,21 +237,28 @@ class RosterStore:
         }
         detail = dict(audit_detail or {})
         audit = _audit_row(
-            actor=saved_by, action=audit_action, subject="roster", detail=detail, at=saved_at
+            actor=saved_by,
+            action=audit_action,
+            subject="roster",
+            detail=detail,
+            at=saved_at,
         )
         async with self._db.session() as session:
             # SQLite's write session starts with BEGIN IMMEDIATE, which already
             # serialises writers. PostgreSQL needs the lock.
             if self._db.dialect == "postgresql":
                 await session.execute(
-                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": ROSTER_SAVE_LOCK_KEY}
+                    text("SELECT pg_advisory_xact_lock(:key)"),
+                    {"key": ROSTER_SAVE_LOCK_KEY},
                 )
             current = (
                 await session.execute(select(func.max(ROSTER_VERSIONS.c.id)))
             ).scalar_one_or_none()
             if current != expected_current_id:
                 raise RosterVersionConflict(expected_current_id, current)
-            insert = ROSTER_VERSIONS.insert().values(**row).returning(ROSTER_VERSIONS.c.id)
+            insert = (
+                ROSTER_VERSIONS.insert().values(**row).returning(ROSTER_VERSIONS.c.id)
+            )
             version_id = (await session.execute(insert)).scalar_one()
             audit["detail"] = {**detail, "version": version_id}
             await session.execute(AUDIT_LOG.insert().values(**audit))
@@ -281,7 +289,9 @@ class RosterStore:
     async def list_versions(self, limit: int = 50) -> list[RosterVersionView]:
         """Return the newest versions first, at most `limit` of them."""
         query = (
-            select(ROSTER_VERSIONS).order_by(ROSTER_VERSIONS.c.id.desc()).limit(_limit(limit))
+            select(ROSTER_VERSIONS)
+            .order_by(ROSTER_VERSIONS.c.id.desc())
+            .limit(_limit(limit))
         )
         async with self._db.session(write=False) as session:
             rows = (await session.execute(query)).mappings().all()
@@ -327,7 +337,8 @@ class RosterStore:
         async with self._db.session(write=False) as session:
             rows = (await session.execute(query)).mappings().all()
         return [
-            DutyOverrideView(**{**row, "action": DutyAction(row["action"])}) for row in rows
+            DutyOverrideView(**{**row, "action": DutyAction(row["action"])})
+            for row in rows
         ]
 
 
@@ -347,7 +358,9 @@ class AuditStore:
         at: datetime,
     ) -> int:
         """Insert one audit entry and return its id."""
-        row = _audit_row(actor=actor, action=action, subject=subject, detail=detail, at=at)
+        row = _audit_row(
+            actor=actor, action=action, subject=subject, detail=detail, at=at
+        )
         insert = AUDIT_LOG.insert().values(**row).returning(AUDIT_LOG.c.id)
         async with self._db.session() as session:
             return (await session.execute(insert)).scalar_one()
@@ -372,7 +385,7 @@ class AuditStore:
             conditions.append(AUDIT_LOG.c.subject == _text("subject", subject))
         if action_prefix is not None:
             prefix = _text("action_prefix", action_prefix)
-            # startswith(autoescape) escapes % and _, which LIKE would read as wildcards.
+            # autoescape escapes % and _, which LIKE would read as wildcards.
             conditions.append(AUDIT_LOG.c.action.startswith(prefix, autoescape=True))
         if since is not None:
             conditions.append(AUDIT_LOG.c.at >= _aware_datetime("since", since))

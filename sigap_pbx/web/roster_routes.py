@@ -108,17 +108,20 @@ async def _json_body(request: web.Request) -> Any:
         return await request.json()
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ApiError(
-            400, "invalid_json", f"the request body is not valid JSON ({error}), send JSON"
+            400,
+            "invalid_json",
+            f"the request body is not valid JSON ({error}), send JSON",
         ) from None
 
 
-async def _object_body(request: web.Request, what: str) -> dict[str, Any]:
+async def _object_body(request: web.Request, expected: str) -> dict[str, Any]:
     body = await _json_body(request)
     if not isinstance(body, dict):
         raise ApiError(
             400,
             "invalid_request",
-            f"the request body must be a JSON object ({what}), not {type(body).__name__}",
+            f"the request body must be a JSON object ({expected}),"
+            f" not {type(body).__name__}",
         )
     return body
 
@@ -152,7 +155,9 @@ def _date_param(request: web.Request, name: str, default: date) -> date:
     except ValueError:
         pass
     raise ApiError(
-        400, "invalid_parameter", f"{name}={raw!r} must be a date YYYY-MM-DD, e.g. 2026-12-04"
+        400,
+        "invalid_parameter",
+        f"{name}={raw!r} must be a date YYYY-MM-DD, e.g. 2026-12-04",
     )
 
 
@@ -171,7 +176,9 @@ async def get_roster(request: web.Request) -> web.Response:
 
 @_translating
 async def put_roster(request: web.Request) -> web.Response:
-    body = await _object_body(request, '{"roster": {...}, "actor": ..., "comment": ...}')
+    body = await _object_body(
+        request, '{"roster": {...}, "actor": ..., "comment": ...}'
+    )
     unknown = sorted(set(body) - set(PUT_ROSTER_KEYS))
     if unknown:
         raise ApiError(
@@ -204,13 +211,19 @@ async def list_versions(request: web.Request) -> web.Response:
 async def get_version(request: web.Request) -> web.Response:
     raw = request.match_info["version_id"]
     if not (raw.isascii() and raw.isdigit()):
-        raise ApiError(400, "invalid_parameter", f"version id {raw!r} must be a whole number")
+        raise ApiError(
+            400, "invalid_parameter", f"version id {raw!r} must be a whole number"
+        )
     version_id = int(raw)
     version = (
-        await _rosters(request).version(version_id) if version_id <= MAX_VERSION_ID else None
+        await _rosters(request).version(version_id)
+        if version_id <= MAX_VERSION_ID
+        else None
     )
     if version is None:
-        raise ApiError(404, "roster_version_not_found", f"no roster version with id {raw}")
+        raise ApiError(
+            404, "roster_version_not_found", f"no roster version with id {raw}"
+        )
     return web.json_response(
         {"version": version.to_dict(content=False), "roster": version.content}
     )
@@ -247,12 +260,13 @@ async def get_duty(request: web.Request) -> web.Response:
 async def put_operator(request: web.Request) -> web.Response:
     endpoint = request.match_info["endpoint"]
     operator = await _object_body(request, "an operator")
-    given = operator.setdefault("endpoint", endpoint)
-    if given != endpoint:
+    body_endpoint = operator.setdefault("endpoint", endpoint)
+    if body_endpoint != endpoint:
         raise ApiError(
             400,
             "invalid_roster",
-            f"operator.endpoint {given!r} differs from {endpoint!r} in the path,"
+            f"operator.endpoint {body_endpoint!r} differs from {endpoint!r}"
+            " in the path,"
             " send the same endpoint or leave it out of the body",
         )
     result = await _rosters(request).upsert_operator(operator, _actor(request))

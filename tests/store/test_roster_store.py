@@ -59,7 +59,9 @@ def service(db: Database, clock: Clock) -> RosterService:
     return RosterService(db, sample_config(), clock=clock)
 
 
-async def save(rosters: RosterStore, content: dict[str, Any], expected: int | None) -> int:
+async def save(
+    rosters: RosterStore, content: dict[str, Any], expected: int | None
+) -> int:
     return await rosters.save_version(
         content=content,
         saved_by="test",
@@ -138,7 +140,10 @@ async def test_concurrent_saves_one_wins(rosters: RosterStore) -> None:
 async def test_invalid_values_rejected(rosters: RosterStore) -> None:
     with pytest.raises(InvalidFieldValue, match="'saved_by'"):
         await rosters.save_version(
-            content={}, saved_by="", saved_at=NOW, coverage_problems=[],
+            content={},
+            saved_by="",
+            saved_at=NOW,
+            coverage_problems=[],
             expected_current_id=None,
         )
     with pytest.raises(InvalidFieldValue, match="'limit'"):
@@ -150,12 +155,22 @@ async def test_duty_overrides_per_shift(rosters: RosterStore) -> None:
     day = date(2026, 12, 1)
     for minutes, endpoint, action in ((5, "op1", "logout"), (1, "op2", "login")):
         await rosters.add_duty_override(
-            shift_date=day, shift_name="early", endpoint=endpoint, action=action,
-            at=NOW + timedelta(minutes=minutes), actor=endpoint, source="feature_code",
+            shift_date=day,
+            shift_name="early",
+            endpoint=endpoint,
+            action=action,
+            at=NOW + timedelta(minutes=minutes),
+            actor=endpoint,
+            source="feature_code",
         )
     await rosters.add_duty_override(
-        shift_date=day, shift_name="late", endpoint="op3", action="login",
-        at=NOW, actor="op3", source="api",
+        shift_date=day,
+        shift_name="late",
+        endpoint="op3",
+        action="login",
+        at=NOW,
+        actor="op3",
+        source="api",
     )
 
     early = await rosters.list_duty_overrides(day, "early")
@@ -171,8 +186,13 @@ async def test_duty_overrides_per_shift(rosters: RosterStore) -> None:
 async def test_duty_override_action_checked(rosters: RosterStore) -> None:
     with pytest.raises(InvalidFieldValue, match="'action'"):
         await rosters.add_duty_override(
-            shift_date=date(2026, 12, 1), shift_name="early", endpoint="op1",
-            action="pause", at=NOW, actor="op1", source="api",
+            shift_date=date(2026, 12, 1),
+            shift_name="early",
+            endpoint="op1",
+            action="pause",
+            at=NOW,
+            actor="op1",
+            source="api",
         )
 
 
@@ -188,7 +208,10 @@ async def test_audit_filters(audit: AuditStore) -> None:
     ]
     for action, subject, minutes in rows:
         await audit.record(
-            actor="a", action=action, subject=subject, detail={"m": minutes},
+            actor="a",
+            action=action,
+            subject=subject,
+            detail={"m": minutes},
             at=NOW + timedelta(minutes=minutes),
         )
 
@@ -305,7 +328,9 @@ async def test_upsert_operator(service: RosterService) -> None:
     await service.upsert_operator(
         {"endpoint": "oncall1", "name": "Eko", "role": "backup"}, "test"
     )
-    result = await service.upsert_operator({"endpoint": "op1", "name": "Ayu L."}, "test")
+    result = await service.upsert_operator(
+        {"endpoint": "op1", "name": "Ayu L."}, "test"
+    )
 
     roster = await service.current()
     assert roster is not None
@@ -341,7 +366,12 @@ async def test_remove_operator_outside_crews(service: RosterService) -> None:
 
 async def test_add_and_remove_exception(service: RosterService) -> None:
     await service.save(sample_document(), "test")
-    leave = {"type": "leave", "endpoint": "op5", "start": "2026-12-24", "end": "2026-12-26"}
+    leave = {
+        "type": "leave",
+        "endpoint": "op5",
+        "start": "2026-12-24",
+        "end": "2026-12-26",
+    }
 
     added = await service.add_exception(leave, "test")
     removed = await service.remove_exception(dict(leave), "test")
@@ -358,8 +388,13 @@ async def test_invalid_exception_rejected(service: RosterService) -> None:
     with pytest.raises(RosterDocumentError, match=r"exceptions\[3\]: Swap"):
         await service.add_exception(
             # Crew D works early on 2026-12-02, so op1 is not on that shift.
-            {"type": "swap", "date": "2026-12-02", "shift": "early",
-             "out_endpoint": "op1", "in_endpoint": "op4"},
+            {
+                "type": "swap",
+                "date": "2026-12-02",
+                "shift": "early",
+                "out_endpoint": "op1",
+                "in_endpoint": "op4",
+            },
             "test",
         )
 
@@ -391,15 +426,21 @@ async def test_current_follows_other_writer(db: Database, clock: Clock) -> None:
 
     await writer.save(document, "test")
 
-    roster = await reader.current()
-    assert roster is not None
-    assert roster.operator("op1").name == "Changed"  # type: ignore[union-attr]
+    found = await reader.current_with_version()
+    assert found is not None
+    assert found[0] == 2
+    assert found[1].operator("op1").name == "Changed"  # type: ignore[union-attr]
 
 
 async def test_concurrent_edits_all_kept(service: RosterService) -> None:
     await service.save(sample_document(), "test")
     leaves = [
-        {"type": "leave", "endpoint": f"op{n}", "start": "2026-12-24", "end": "2026-12-24"}
+        {
+            "type": "leave",
+            "endpoint": f"op{n}",
+            "start": "2026-12-24",
+            "end": "2026-12-24",
+        }
         for n in (1, 4, 5)
     ]
 
@@ -412,8 +453,12 @@ async def test_concurrent_edits_all_kept(service: RosterService) -> None:
 
 async def test_service_duty_override_and_audit(service: RosterService) -> None:
     override_id = await service.add_duty_override(
-        shift_date=date(2026, 12, 1), shift_name="early", endpoint="op1",
-        action="logout", actor="op1", source="feature_code",
+        shift_date=date(2026, 12, 1),
+        shift_name="early",
+        endpoint="op1",
+        action="logout",
+        actor="op1",
+        source="feature_code",
     )
     await service.audit("op1", "duty.logout", "op1", {"override": override_id})
 

@@ -14,7 +14,7 @@ from sigap_pbx.roster.io import roster_from_dict
 from sigap_pbx.store import Database
 from tests.unit.test_roster_io import ENDPOINTS, EXAMPLE, sample_document
 
-CONFIG = "[site]\nstate_dir = \"{state}\"\n" + "".join(
+CONFIG = '[site]\nstate_dir = "{state}"\n' + "".join(
     f'[[sip.operators]]\nendpoint = "{endpoint}"\n' for endpoint in ENDPOINTS
 )
 
@@ -48,7 +48,9 @@ def test_show_without_roster(site: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert sigap(site, "roster", "show") == 1
 
     error = capsys.readouterr().err
-    assert error.startswith("error: no roster saved yet: import one with `sigap roster import")
+    assert error.startswith(
+        "error: no roster saved yet: import one with `sigap roster import"
+    )
 
 
 def test_without_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -65,7 +67,10 @@ def test_import_then_show(site: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert sigap(site, "roster", "import", str(EXAMPLE), "--actor", "ayu") == 0
     assert "saved roster version 1: operators added: op1" in capsys.readouterr().out
 
-    assert sigap(site, "roster", "show", "--from", "2026-12-12", "--days", "2", "--json") == 0
+    assert (
+        sigap(site, "roster", "show", "--from", "2026-12-12", "--days", "2", "--json")
+        == 0
+    )
 
     body = json.loads(capsys.readouterr().out)
     assert body["version_id"] == 1
@@ -126,7 +131,10 @@ def test_import_unconfigured_endpoint(
     assert sigap(site, "roster", "import", str(path)) == 1
 
     error = capsys.readouterr().err
-    assert "endpoint 'op12' is not a SIP endpoint of this site, add it under [sip]" in error
+    assert (
+        "endpoint 'op12' is not a SIP endpoint of this site, add it under [sip]"
+        in error
+    )
     assert "`make run`" in error
 
 
@@ -151,7 +159,9 @@ def test_dry_run_saves_nothing(site: Path, capsys: pytest.CaptureFixture[str]) -
     assert json.loads(capsys.readouterr().out) == []
 
 
-def test_check_needs_no_database(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_needs_no_database(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "sigap.toml"
     config.write_text(CONFIG.format(state=tmp_path / "none"), encoding="utf-8")
 
@@ -165,8 +175,20 @@ def test_csv_section_replaced(
 ) -> None:
     assert sigap(site, "roster", "import", str(EXAMPLE)) == 0
     out = tmp_path / "roster-operators.csv"
-    assert sigap(site, "roster", "export", "--format", "csv", "--section", "operators",
-                 "--out", str(out)) == 0
+    assert (
+        sigap(
+            site,
+            "roster",
+            "export",
+            "--format",
+            "csv",
+            "--section",
+            "operators",
+            "--out",
+            str(out),
+        )
+        == 0
+    )
     data = out.read_bytes()
     assert data.startswith(b"\xef\xbb\xbfendpoint,name,role")
     out.write_bytes(data.replace(b"Budi Santoso", b"Budi S."))
@@ -198,7 +220,9 @@ def test_csv_bad_rows_listed(
 
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == f"error: {path}: 2 problems, nothing saved:"
-    assert lines[1].startswith(f"  {path} row 2, column start: '7am' is not a time of day")
+    assert lines[1].startswith(
+        f"  {path} row 2, column start: '7am' is not a time of day"
+    )
     assert lines[2].startswith(f"  {path} row 3: shift 'late': minimum_operators -1")
 
 
@@ -239,7 +263,9 @@ def test_export_round_trips(
     assert roster_from_dict(exported) == roster_from_dict(original)
 
 
-def test_export_csv_needs_section(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_export_csv_needs_section(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert sigap(site, "roster", "export", "--format", "csv") == 1
 
     assert "give --section" in capsys.readouterr().err
@@ -271,7 +297,9 @@ def test_history_and_audit_filters(
     assert capsys.readouterr().out == "(no audit entries match)\n"
 
 
-def test_audit_since_needs_offset(site: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_audit_since_needs_offset(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     with pytest.raises(SystemExit) as exit_info:
         sigap(site, "audit", "--since", "2026-12-01T07:00")
 

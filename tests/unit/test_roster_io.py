@@ -37,8 +37,14 @@ def sample_document() -> dict[str, Any]:
     """Four crews of two on three 8-hour shifts, with one of each exception."""
     return {
         "operators": [
-            {"endpoint": "op1", "name": "Ayu", "role": "operator",
-             "languages": ["id", "en"], "skills": ["triage"], "active": True},
+            {
+                "endpoint": "op1",
+                "name": "Ayu",
+                "role": "operator",
+                "languages": ["id", "en"],
+                "skills": ["triage"],
+                "active": True,
+            },
             {"endpoint": "op2", "name": "Agus", "role": "backup"},
             {"endpoint": "op3", "name": "Budi"},
             {"endpoint": "op4", "name": "Bayu"},
@@ -64,10 +70,25 @@ def sample_document() -> dict[str, Any]:
         },
         "rotation": {"anchor": "2026-12-01", "crews": ["A", "B", "C", "D"]},
         "exceptions": [
-            {"type": "leave", "endpoint": "op3", "start": "2026-12-10", "end": "2026-12-12"},
-            {"type": "swap", "date": "2026-12-01", "shift": "early",
-             "out_endpoint": "op2", "in_endpoint": "op7"},
-            {"type": "extra_cover", "date": "2026-12-01", "shift": "late", "endpoint": "op5"},
+            {
+                "type": "leave",
+                "endpoint": "op3",
+                "start": "2026-12-10",
+                "end": "2026-12-12",
+            },
+            {
+                "type": "swap",
+                "date": "2026-12-01",
+                "shift": "early",
+                "out_endpoint": "op2",
+                "in_endpoint": "op7",
+            },
+            {
+                "type": "extra_cover",
+                "date": "2026-12-01",
+                "shift": "late",
+                "endpoint": "op5",
+            },
         ],
     }
 
@@ -113,11 +134,18 @@ def test_written_document_has_every_key() -> None:
     document = roster_to_dict(roster_from_dict(sample_document()))
 
     assert document["operators"][1] == {
-        "endpoint": "op2", "name": "Agus", "role": "backup",
-        "languages": [], "skills": [], "active": True,
+        "endpoint": "op2",
+        "name": "Agus",
+        "role": "backup",
+        "languages": [],
+        "skills": [],
+        "active": True,
     }
     assert document["pattern"]["shifts"][0] == {
-        "name": "early", "start": "07:00", "hours": 8, "minimum_operators": 2,
+        "name": "early",
+        "start": "07:00",
+        "hours": 8,
+        "minimum_operators": 2,
     }
 
 
@@ -141,8 +169,9 @@ def test_unknown_top_level_key_rejected() -> None:
     with pytest.raises(RosterDocumentError) as error:
         roster_from_dict(document)
 
-    assert "exception: unknown key 'exception' in a roster, did you mean 'exceptions'?" in (
-        problems_of(error)[0]
+    assert (
+        "exception: unknown key 'exception' in a roster, did you mean 'exceptions'?"
+        in (problems_of(error)[0])
     )
 
 
@@ -176,8 +205,9 @@ def test_every_problem_reported_once() -> None:
         "pattern.shifts[2].hours",
         "exceptions[0].start",
     ]
-    assert "'boss' is not a role, use one of operator, backup, supervisor" in (
-        problems_of(error)[0]
+    assert (
+        "'boss' is not a role, use one of operator, backup, supervisor"
+        in (problems_of(error)[0])
     )
 
 
@@ -214,7 +244,8 @@ def test_operator_in_two_crews_rejected() -> None:
         roster_from_dict(document)
 
     assert problems_of(error) == [
-        "crews[3].members[2]: 'op1' is already in crew 'A', keep each operator in one crew"
+        "crews[3].members[2]: 'op1' is already in crew 'A',"
+        " keep each operator in one crew"
     ]
 
 
@@ -240,7 +271,9 @@ def test_pattern_gap_located() -> None:
     with pytest.raises(RosterDocumentError) as error:
         roster_from_dict(document)
 
-    assert problems_of(error)[0].startswith("pattern.shifts: pattern 'three-8h' is invalid")
+    assert problems_of(error)[0].startswith(
+        "pattern.shifts: pattern 'three-8h' is invalid"
+    )
 
 
 def test_too_few_crews_located() -> None:
@@ -253,7 +286,9 @@ def test_too_few_crews_located() -> None:
     with pytest.raises(RosterDocumentError) as error:
         roster_from_dict(document)
 
-    assert problems_of(error)[0].startswith("rotation.crews: rotation: 3 crews for 3 shifts")
+    assert problems_of(error)[0].startswith(
+        "rotation.crews: rotation: 3 crews for 3 shifts"
+    )
 
 
 def test_exception_shift_unknown() -> None:
@@ -286,7 +321,12 @@ def test_extra_cover_already_on_shift() -> None:
     document = sample_document()
     # op7 is swapped into the early shift by exceptions[1] first.
     document["exceptions"].append(
-        {"type": "extra_cover", "date": "2026-12-01", "shift": "early", "endpoint": "op7"}
+        {
+            "type": "extra_cover",
+            "date": "2026-12-01",
+            "shift": "early",
+            "endpoint": "op7",
+        }
     )
 
     with pytest.raises(RosterDocumentError) as error:
@@ -345,7 +385,9 @@ def test_invalid_endpoint_name_rejected() -> None:
     with pytest.raises(RosterDocumentError) as error:
         roster_from_dict(document)
 
-    assert problems_of(error)[0].startswith("operators[0].endpoint: 'op 1' is not a valid")
+    assert problems_of(error)[0].startswith(
+        "operators[0].endpoint: 'op 1' is not a valid"
+    )
 
 
 def test_problem_list_capped() -> None:
@@ -359,7 +401,9 @@ def test_problem_list_capped() -> None:
 
     assert error.value.total == 80
     assert len(problems_of(error)) == MAX_REPORTED_PROBLEMS
-    assert str(error.value).endswith(f"... and {80 - MAX_REPORTED_PROBLEMS} more problems")
+    assert str(error.value).endswith(
+        f"... and {80 - MAX_REPORTED_PROBLEMS} more problems"
+    )
 
 
 def test_not_a_mapping_rejected() -> None:
@@ -390,7 +434,7 @@ def test_yaml_unquoted_time_explained() -> None:
         roster_from_yaml(text, "week.yaml")
 
     assert problems_of(error) == [
-        'week.yaml: pattern.shifts[1].start: 900 is a number, not a time of day:'
+        "week.yaml: pattern.shifts[1].start: 900 is a number, not a time of day:"
         ' quote the time, as in start: "15:00"'
     ]
 
@@ -582,13 +626,16 @@ def test_csv_exception_cell_of_other_type() -> None:
 
 def test_csv_problem_outside_section_named() -> None:
     roster = roster_from_dict(sample_document())
-    text = roster_to_csv(roster, "operators").replace("op4,Bayu,operator,,,true\r\n", "")
+    text = roster_to_csv(roster, "operators").replace(
+        "op4,Bayu,operator,,,true\r\n", ""
+    )
 
     with pytest.raises(RosterDocumentError) as error:
         roster_from_csv(roster, text, "operators", "operators.csv")
 
     assert problems_of(error)[0].startswith(
-        "crews[1].members[1] (in the current roster): 'op4' not found among the operators"
+        "crews[1].members[1] (in the current roster):"
+        " 'op4' not found among the operators"
     )
 
 
@@ -618,7 +665,7 @@ def test_csv_unknown_section_rejected() -> None:
 
 def test_csv_export_escapes_formulas() -> None:
     document = sample_document()
-    document["operators"][0]["name"] = "=HYPERLINK(\"http://x\")"
+    document["operators"][0]["name"] = '=HYPERLINK("http://x")'
     document["operators"][1]["name"] = "+62 Agus"
     document["operators"][2]["skills"] = ["@triage"]
     roster = roster_from_dict(document)
@@ -630,3 +677,13 @@ def test_csv_export_escapes_formulas() -> None:
     assert lines[2].startswith("op2,'+62 Agus,")
     assert ",'@triage," in lines[3]
     assert roster_from_csv(roster, text, "operators", "operators.csv") == roster
+
+
+def test_documented_example_is_valid() -> None:
+    text = (EXAMPLE.parents[1] / "roster.md").read_text(encoding="utf-8")
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+    roster = roster_from_yaml(block, "docs/roster.md")
+
+    assert [crew.name for crew in roster.rotation.crews] == ["A", "B", "C", "D"]
+    assert len(roster.exceptions) == 3

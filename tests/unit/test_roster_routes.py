@@ -52,7 +52,9 @@ async def api(rosters: RosterService) -> AsyncIterator[TestClient]:
 
 @pytest.fixture
 async def saved(api: TestClient) -> dict[str, Any]:
-    response = await api.put("/api/roster", json={"roster": sample_document(), "actor": "spv:sari"})
+    response = await api.put(
+        "/api/roster", json={"roster": sample_document(), "actor": "spv:sari"}
+    )
     assert response.status == 200
     return await response.json()  # type: ignore[no-any-return]
 
@@ -86,7 +88,9 @@ async def test_put_then_get(api: TestClient, saved: dict[str, Any]) -> None:
     assert "content" not in body["version"]
 
 
-async def test_put_same_roster_unchanged(api: TestClient, saved: dict[str, Any]) -> None:
+async def test_put_same_roster_unchanged(
+    api: TestClient, saved: dict[str, Any]
+) -> None:
     response = await api.put("/api/roster", json={"roster": sample_document()})
 
     body = await response.json()
@@ -129,7 +133,9 @@ async def test_put_bad_request(api: TestClient, body: Any, message: str) -> None
 
 
 async def test_put_invalid_json(api: TestClient) -> None:
-    response = await api.put("/api/roster", data=b"{roster:", headers={"Content-Type": "application/json"})
+    response = await api.put(
+        "/api/roster", data=b"{roster:", headers={"Content-Type": "application/json"}
+    )
 
     assert (await error_of(response, 400))["code"] == "invalid_json"
 
@@ -150,25 +156,36 @@ async def test_versions_listed(api: TestClient, saved: dict[str, Any]) -> None:
     assert len(old["roster"]["exceptions"]) == 3
 
 
-@pytest.mark.parametrize(("path", "status", "code"), [
-    ("/api/roster/versions/7", 404, "roster_version_not_found"),
-    ("/api/roster/versions/99999999999", 404, "roster_version_not_found"),
-    ("/api/roster/versions/x1", 400, "invalid_parameter"),
-    ("/api/roster/versions?limit=0", 400, "invalid_parameter"),
-])
+@pytest.mark.parametrize(
+    ("path", "status", "code"),
+    [
+        ("/api/roster/versions/7", 404, "roster_version_not_found"),
+        ("/api/roster/versions/99999999999", 404, "roster_version_not_found"),
+        ("/api/roster/versions/x1", 400, "invalid_parameter"),
+        ("/api/roster/versions?limit=0", 400, "invalid_parameter"),
+    ],
+)
 async def test_version_lookup_errors(
     api: TestClient, saved: dict[str, Any], path: str, status: int, code: str
 ) -> None:
     assert (await error_of(await api.get(path), status))["code"] == code
 
 
-async def test_duty_of_date(api: TestClient, saved: dict[str, Any], rosters: RosterService) -> None:
+async def test_duty_of_date(
+    api: TestClient, saved: dict[str, Any], rosters: RosterService
+) -> None:
     await rosters.add_duty_override(
-        shift_date=datetime(2026, 12, 1).date(), shift_name="early", endpoint="op1",
-        action="logout", actor="op1", source="feature_code",
+        shift_date=datetime(2026, 12, 1).date(),
+        shift_name="early",
+        endpoint="op1",
+        action="logout",
+        actor="op1",
+        source="feature_code",
     )
 
-    body = await (await api.get("/api/roster/duty", params={"date": "2026-12-01"})).json()
+    body = await (
+        await api.get("/api/roster/duty", params={"date": "2026-12-01"})
+    ).json()
 
     assert body["timezone"] == "Asia/Pontianak"
     assert body["version_id"] == 1
@@ -183,7 +200,9 @@ async def test_duty_of_date(api: TestClient, saved: dict[str, Any], rosters: Ros
     assert [d["endpoint"] for d in late["duties"]] == ["op3", "op4", "op5"]
     assert night["end"] == "2026-12-02T07:00:00+07:00"
     assert [(d["endpoint"], d["penalty"]) for d in night["duties"]] == [
-        ("op5", 0), ("op6", 0), ("spv1", 10),
+        ("op5", 0),
+        ("op6", 0),
+        ("spv1", 10),
     ]
 
 
@@ -216,7 +235,9 @@ async def test_operator_put_and_delete(api: TestClient, saved: dict[str, Any]) -
     assert [e["actor"] for e in audit["entries"]] == ["api", "spv:sari", "spv:sari"]
 
 
-async def test_operator_in_crew_conflict(api: TestClient, saved: dict[str, Any]) -> None:
+async def test_operator_in_crew_conflict(
+    api: TestClient, saved: dict[str, Any]
+) -> None:
     error = await error_of(await api.delete("/api/roster/operators/op4"), 409)
 
     assert error["code"] == "operator_in_crew"
@@ -229,10 +250,14 @@ async def test_operator_errors(api: TestClient, saved: dict[str, Any]) -> None:
         await api.put("/api/roster/operators/op99", json={"name": "X"}), 400
     )
     mismatch = await error_of(
-        await api.put("/api/roster/operators/op1", json={"endpoint": "op2", "name": "X"}), 400
+        await api.put(
+            "/api/roster/operators/op1", json={"endpoint": "op2", "name": "X"}
+        ),
+        400,
     )
     bad_field = await error_of(
-        await api.put("/api/roster/operators/op1", json={"name": "X", "role": "boss"}), 400
+        await api.put("/api/roster/operators/op1", json={"name": "X", "role": "boss"}),
+        400,
     )
 
     assert missing["code"] == "operator_not_found"
@@ -245,7 +270,12 @@ async def test_operator_errors(api: TestClient, saved: dict[str, Any]) -> None:
 
 
 async def test_exception_add_and_remove(api: TestClient, saved: dict[str, Any]) -> None:
-    leave = {"type": "leave", "endpoint": "op5", "start": "2026-12-24", "end": "2026-12-25"}
+    leave = {
+        "type": "leave",
+        "endpoint": "op5",
+        "start": "2026-12-24",
+        "end": "2026-12-25",
+    }
 
     added = await api.post("/api/roster/exceptions", json=leave)
     removed = await api.delete("/api/roster/exceptions", json=leave)
@@ -270,7 +300,9 @@ async def test_exception_invalid(api: TestClient, saved: dict[str, Any]) -> None
     ]
 
 
-async def test_audit_filters(api: TestClient, saved: dict[str, Any], rosters: RosterService) -> None:
+async def test_audit_filters(
+    api: TestClient, saved: dict[str, Any], rosters: RosterService
+) -> None:
     await rosters.audit("op1", "duty.logout", "op1", {})
 
     body = await (await api.get("/api/audit", params={"action": "duty."})).json()
