@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from zoneinfo import ZoneInfo
 
+from sigap_pbx.cli_errors import CommandError
 from sigap_pbx.config import DEFAULT_CONFIG_PATHS, Config, ConfigError, load_config
 from sigap_pbx.store.models import CallOutcome
 
@@ -24,10 +25,6 @@ DISPLAY_ZONE = ZoneInfo("Asia/Pontianak")
 # Maximum number of calls that `sigap calls` lists, the same cap as the web API's
 # `limit` parameter.
 MAX_CALLS_LISTED = 500
-
-
-class CommandError(Exception):
-    """A failure that `main` prints as one line on stderr before exiting with 1."""
 
 
 class _ArgumentParser(argparse.ArgumentParser):

@@ -24,21 +24,38 @@ from sigap_pbx.calls.reconcile import Reconciler
 from sigap_pbx.calls.tracker import CallTracker
 from sigap_pbx.config import Config, load_secrets
 from sigap_pbx.live import LiveView
+from sigap_pbx.alarms import AlarmBoard
 from sigap_pbx.members.actions import OperatorActions
+from sigap_pbx.members.coverage import CoverageGuard, ShiftInfo
+from sigap_pbx.members.health import EndpointHealth
+from sigap_pbx.members.missed import MissedCallGuard
+from sigap_pbx.members.offers import MemberEventRecorder
 from sigap_pbx.members.pauses import PauseTracker, utc_now
 from sigap_pbx.members.wrapup import WrapupGuard
 from sigap_pbx.operators import OperatorFeatures
 from sigap_pbx.roster.membership import MembershipManager, Override, ShiftKey
-from sigap_pbx.roster.model import Roster
+from sigap_pbx.roster.model import Roster, RosterError
+from sigap_pbx.roster.reporter import ShiftReporter
+from sigap_pbx.roster.schedule import shift_at
 from sigap_pbx.roster.service import RosterService
 from sigap_pbx.store import CallStore, Database, MemberStore
+from sigap_pbx.store.alarms import AlarmStore
+from sigap_pbx.store.shifts import ShiftStore
 from sigap_pbx.web.app import create_app
+from sigap_pbx.wire.ami import Event
 
 log = structlog.get_logger(__name__)
 
 Clock = Callable[[], datetime]
 
 HEARTBEAT_KEY = ("sigap/controller", "heartbeat")
+
+# Events after which the coverage guard looks at the queues again at once, rather
+# than at its next one-second pass.
+COVERAGE_EVENTS = frozenset({
+    "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberStatus", "QueueMemberPause",
+    "QueueMemberPenalty", "QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon",
+})
 
 
 class StartupError(Exception):
@@ -52,11 +69,7 @@ class StoredOverrides:
         self.rosters = rosters
 
     async def roster(self) -> tuple[int, Roster] | None:
-        roster = await self.rosters.current()
-        version = await self.rosters.current_version_id()
-        if roster is None or version is None:
-            return None
-        return version, roster
+        return await self.rosters.current_with_version()
 
     async def list_overrides(self, key: ShiftKey) -> list[Override]:
         rows = await self.rosters.duty_overrides(key.shift_date, key.shift_name)
@@ -110,6 +123,12 @@ class Controller:
         self.rosters: RosterService | None = None
         self.membership: MembershipManager | None = None
         self.operator_actions: OperatorActions | None = None
+        self.alarms: AlarmBoard | None = None
+        self.health_guard: EndpointHealth | None = None
+        self.missed: MissedCallGuard | None = None
+        self.coverage: CoverageGuard | None = None
+        self.member_events: MemberEventRecorder | None = None
+        self.shift_reports: ShiftReporter | None = None
         self.web_runner: web.AppRunner | None = None
         self.web_port: int | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -156,6 +175,26 @@ class Controller:
             action_timeout=config.ami.action_timeout,
         )
         operators = {op.endpoint for op in config.sip.operators}
+        timeout = config.ami.action_timeout
+        self.alarms = AlarmBoard(AlarmStore(self.db), clock=self.clock,
+                                 audit=self.rosters.audit)
+        await self.alarms.restore()
+        self._spawn(self.alarms.run_writer(), "alarm-writer")
+        self.health_guard = EndpointHealth(self.ami, self.alarms, action_timeout=timeout)
+        self.missed = MissedCallGuard(
+            self.ami, self.alarms, config.queue.missed_calls_pause, action_timeout=timeout
+        )
+        self.coverage = CoverageGuard(
+            self.live, self.alarms, config.queue.name, config.queue.long_wait_alarm_seconds,
+            shift_provider=self._current_shift,
+        )
+        shift_store = ShiftStore(self.db)
+        self.member_events = MemberEventRecorder(shift_store, clock=self.clock)
+        self._spawn(self.member_events.run_writer(), "member-event-writer")
+        self.shift_reports = ShiftReporter(
+            shift_store, MemberStore(self.db), self.store, self.rosters.current,
+            zone=config.roster.zone, clock=self.clock,
+        )
         self.operator_actions = OperatorActions(
             self.ami, self.membership, operators, audit=self.rosters.audit,
             timeout=config.ami.action_timeout,
@@ -180,6 +219,10 @@ class Controller:
         self.ami.add_event_listener(self.pauses.on_event)
         self.ami.add_event_listener(self.wrapup.on_event)
         self.ami.add_event_listener(self.membership.on_event)
+        self.ami.add_event_listener(self.health_guard.on_event)
+        self.ami.add_event_listener(self.missed.on_event)
+        self.ami.add_event_listener(self.member_events.on_event)
+        self.ami.add_event_listener(self._evaluate_coverage)
         self.ami.add_event_listener(self.operator_actions.on_event)
         self.ami.add_connect_listener(self._on_ami_session)
         self.ami.add_disconnect_listener(self.live.mark_unsynced)
@@ -188,6 +231,8 @@ class Controller:
         self._spawn(self._heartbeat_loop(), "astdb-heartbeat")
         self._spawn(self._reconcile_loop(), "reconcile-loop")
         self._spawn(self.membership.run(config.roster.reconcile_seconds), "membership-loop")
+        self._spawn(self._coverage_loop(), "coverage-loop")
+        self._spawn(self.shift_reports.run(), "shift-reports")
         log.info(
             "controller_started",
             database=self.db.url,
@@ -211,15 +256,20 @@ class Controller:
             self.web_runner = None
         # Members still in wrap-up are unpaused now rather than left paused.
         await self.wrapup.stop()
+        if self.health_guard is not None:
+            await self.health_guard.stop()
+        if self.missed is not None:
+            await self.missed.stop()
         await self.ami.stop()
         if self.membership is not None:
             await self.membership.stop()
         if self.tracker is not None:
             with contextlib.suppress(TimeoutError):
                 await self.tracker.flush(timeout=10)
-        if self.pauses is not None:
-            with contextlib.suppress(TimeoutError):
-                await self.pauses.flush(timeout=10)
+        for writer in (self.pauses, self.member_events, self.alarms):
+            if writer is not None:
+                with contextlib.suppress(TimeoutError):
+                    await writer.flush(timeout=10)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -310,6 +360,10 @@ class Controller:
         assert self.pauses is not None
         self.pauses.reset_from_status(status.events)
         self.wrapup.reset_from_status(status.events)
+        assert self.health_guard is not None and self.missed is not None
+        self.health_guard.reset_from_status(status.events)
+        self.missed.reset_from_status(status.events)
+        self._evaluate_coverage(None)
         channels = await self.ami.action("CoreShowChannels", timeout=10)
         assert self.tracker is not None
         live_linkedids = set()
@@ -324,6 +378,32 @@ class Controller:
             channels=len(channels.events),
             calls_ended_during_gap=len(gone),
         )
+
+    # Coverage ------------------------------------------------------------------------
+
+    def _evaluate_coverage(self, event: Event | None) -> None:
+        if self.coverage is not None and (event is None or event.name in COVERAGE_EVENTS):
+            self.coverage.evaluate()
+
+    async def _coverage_loop(self) -> None:
+        while True:
+            await asyncio.sleep(1)
+            self._evaluate_coverage(None)
+
+    def _current_shift(self) -> ShiftInfo | None:
+        """Return the shift in force from the roster the membership manager last read.
+
+        It runs every second, so it reads the roster held in memory and never the
+        database.
+        """
+        roster = self.membership.roster if self.membership is not None else None
+        if roster is None:
+            return None
+        try:
+            shift_date, shift = shift_at(roster.rotation, self.clock(), self.config.roster.zone)
+        except RosterError:
+            return None
+        return ShiftInfo(shift.name, shift.minimum_operators, shift_date)
 
     # Background loops --------------------------------------------------------------
 
@@ -368,6 +448,8 @@ class Controller:
             "pending_writes": tracker.pending_writes if tracker else 0,
             "reconciled_calls": self.reconciler.reconciled_total if self.reconciler else 0,
             "wrapup_alerts": self.wrapup.alerts_total,
+            "alarms_active": len(self.alarms.active()) if self.alarms else 0,
+            "member_event_writes": self.member_events.pending_writes if self.member_events else 0,
             "uptime_seconds": round(time.time() - self.started_at, 1),
         }
 

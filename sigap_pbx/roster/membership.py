@@ -264,6 +264,9 @@ class MembershipManager:
         self.last_plan: Plan | None = None
         self.last_error: str | None = None
         self.roster_version: int | None = None
+        # The roster read by the last pass, for readers that must not wait on the
+        # database (the coverage guard's shift minimum).
+        self.roster: Roster | None = None
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         # Queue changes this manager sent and whose member event has not come back,
@@ -309,9 +312,11 @@ class MembershipManager:
             loaded = await self.roster_provider()
             if loaded is None:
                 self.roster_version = None
+                self.roster = None
                 return None
             version, roster = loaded
             self.roster_version = version
+            self.roster = roster
             now = self.clock()
             try:
                 plan = await self._plan(roster, now)

@@ -227,7 +227,7 @@ async def test_unreachable_phone_paused_then_unpaused(clean_stack: Stack, config
         )
         assert any(
             a["kind"] == "endpoint_unreachable" and a["subject"] == "op1"
-            for a in controller.alarms.snapshot()["active"]
+            for a in controller.alarms.snapshot()
         )
 
         await stack.start_phone("op1")
@@ -239,16 +239,19 @@ async def test_missed_calls_pause_operator(clean_stack: Stack, config, caller_nu
     clock = TestClock(local(DAY, 10))
     async with controller_at(config, clock, missed_calls_pause=2) as controller:
         await save_roster(controller)
-        # op1 rings and never answers; the supervisor answers down the chain.
+        # op1 rings and never picks up. Each caller overflows after one ring
+        # attempt, and the supervisor's line picks up down the chain.
         await stack.start_phone("op1", ring_ms=600_000)
         await stack.start_phone("spv1", ring_ms=300)
-        result = await stack.call(caller_number, hold_ms=2000)
-        assert result.ok, result.errors
+        for _ in range(2):
+            assert "op1" not in paused_reasons(stack)
+            result = await stack.call(caller_number, hold_ms=7000)
+            assert result.ok, result.errors
         await Stack.wait_for(
             lambda: paused_reasons(stack).get("op1") == "missed_calls", 10,
             "op1 paused after two missed offers",
         )
-        alarms = controller.alarms.snapshot()["active"]
+        alarms = controller.alarms.snapshot()
         assert any(a["kind"] == "missed_calls" and a["subject"] == "op1" for a in alarms)
 
 
@@ -260,14 +263,15 @@ async def test_nobody_available_overflow_answers(clean_stack: Stack, config, cal
         # Nobody's phone is registered: every member is unavailable, and the
         # on-call line answers at the end of the chain.
         await stack.start_phone("oncall1", ring_ms=300)
-        call = asyncio.create_task(stack.call(caller_number, hold_ms=2000, timeout=90))
+        call = asyncio.create_task(stack.call(caller_number, hold_ms=20000, timeout=90))
         await Stack.wait_for(
             lambda: any(a["kind"] == "nobody_available"
-                        for a in controller.alarms.snapshot()["active"]),
+                        for a in controller.alarms.snapshot()),
             10, "nobody_available alarm",
         )
         result = await call
         assert result.ok, result.errors
     (record,) = await wait_for_final(config, caller_number)
-    assert record.outcome == "answered"
+    assert record.outcome == "overflowed"
+    assert record.overflow_stage == "oncall", [(e.kind, e.data.get("Stage"), e.data.get("Queue")) for e in record.events]
     assert record.answered_by == "oncall1"
