@@ -197,6 +197,11 @@ def build_call(rows: list[CelRow], country_code: str) -> tuple[str, dict[str, An
     return caller, {k: v for k, v in fields.items() if v is not None}
 
 
+# Seconds after a call's LINKEDID_END before a pass may write it. Under load the
+# tracker's final writes for a call can lag its end by a few seconds.
+SETTLE_SECONDS = 10.0
+
+
 class Reconciler:
     """Run reconciliation passes; only one pass runs at a time."""
 
@@ -207,8 +212,10 @@ class Reconciler:
         *,
         cdr_path: Path | None = None,
         country_code: str = "62",
+        settle_seconds: float = SETTLE_SECONDS,
     ) -> None:
         self.store = store
+        self.settle_seconds = settle_seconds
         self.cel_path = cel_path
         self.cdr_path = cdr_path
         self.country_code = country_code
@@ -278,10 +285,16 @@ class Reconciler:
         by_linkedid: dict[str, list[CelRow]] = defaultdict(list)
         for row in rows:
             by_linkedid[row.linkedid].append(row)
+        # A call that ended moments ago is left to the live path, whose last writes
+        # may still be queued; a later pass takes it if they never come.
+        settled_before = datetime.now(UTC).timestamp() - self.settle_seconds
         finished = {
             linkedid
             for linkedid, group in by_linkedid.items()
-            if any(r.eventtype == "LINKEDID_END" for r in group)
+            if any(
+                r.eventtype == "LINKEDID_END" and r.at.timestamp() <= settled_before
+                for r in group
+            )
         }
         written = 0
         for linkedid in sorted(finished, key=lambda lid: by_linkedid[lid][0].rowid):

@@ -208,7 +208,8 @@ def cel(tmp_path: Path) -> CelFile:
 
 @pytest.fixture
 def reconciler(store: CallStore, cel: CelFile) -> Reconciler:
-    return Reconciler(store, cel.path, country_code="62")
+    # The rows are timed around T0, so no settling delay: it is tested on its own.
+    return Reconciler(store, cel.path, country_code="62", settle_seconds=0)
 
 
 async def stored(store: CallStore, linkedid: str) -> CallView:
@@ -593,3 +594,17 @@ async def test_answer_found_without_peer(
     assert rebuilt.outcome == "answered"
     assert rebuilt.operator == "op2"
     assert rebuilt.answered_at == at(3.0)
+
+
+async def test_recent_end_left_for_later(store: CallStore, cel: CelFile) -> None:
+    now = datetime.now(UTC).timestamp()
+    # The call ends about 35 s before now.
+    call = answered(cel, start=now - T0 - 100)
+    reconciler = Reconciler(store, cel.path, country_code="62", settle_seconds=60)
+
+    assert await reconciler.run_pass("test") == 0
+    assert await store.get_call(uniqueid=call.linkedid) is None
+    assert await store.get_checkpoint(CHECKPOINT) is None
+
+    reconciler.settle_seconds = 0
+    assert await reconciler.run_pass("test") == 1
