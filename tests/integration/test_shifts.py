@@ -15,7 +15,7 @@ from typing import Any
 
 from sigap_pbx.config import Config
 from sigap_pbx.roster.schedule import DEFAULT_TZ
-from sigap_pbx.store import Database, MemberStore
+from sigap_pbx.store import CallStore, Database, MemberStore
 from tests.integration.stack import Stack
 from tests.integration.test_call_path import wait_for_final
 
@@ -275,3 +275,88 @@ async def test_nobody_available_overflow_answers(clean_stack: Stack, config, cal
     assert record.outcome == "overflowed"
     assert record.overflow_stage == "oncall", [(e.kind, e.data.get("Stage"), e.data.get("Queue")) for e in record.events]
     assert record.answered_by == "oncall1"
+
+
+def roster_starting_now(zone: Any) -> tuple[dict[str, Any], date, datetime]:
+    """Return a roster whose "a" shift started in the last two minutes, with its date and end.
+
+    Member events and call records carry Asterisk's real timestamps, so the report
+    window must contain the real time of the test call.
+    """
+    start = (datetime.now(zone) - timedelta(minutes=1)).replace(second=0, microsecond=0)
+    other = start + timedelta(hours=12)
+    roster = {
+        **ROSTER,
+        "pattern": {
+            "name": "two-twelves",
+            "shifts": [
+                {"name": "a", "start": start.strftime("%H:%M"), "hours": 12,
+                 "minimum_operators": 1},
+                {"name": "b", "start": other.strftime("%H:%M"), "hours": 12,
+                 "minimum_operators": 1},
+            ],
+        },
+        "rotation": {"anchor": start.date().isoformat(), "crews": ["A", "B", "C"]},
+    }
+    return roster, start.date(), (start + timedelta(hours=12)).astimezone(UTC)
+
+
+async def test_shift_report_stored_and_readable(clean_stack: Stack, config, caller_number):
+    import json
+    import subprocess
+    import sys
+
+    import aiohttp
+
+    stack = clean_stack
+    roster, shift_date, shift_end = roster_starting_now(config.roster.zone)
+    clock = TestClock(datetime.now(UTC))
+    async with controller_at(config, clock) as controller:
+        await controller.rosters.save(roster, actor="test")
+        await controller.membership.reconcile("test")
+        await stack.start_phone("op1", ring_ms=300)
+        await Stack.wait_for(lambda: "op1" not in paused_reasons(stack), 5, "op1 available")
+        result = await stack.call(caller_number, hold_ms=3000)
+        assert result.ok, result.errors
+        await wait_for_final(config, caller_number)
+        await controller.member_events.flush()
+
+        # The shift ends, and the report is stored after its settling time.
+        clock.now = shift_end + timedelta(seconds=61)
+        stored = await controller.shift_reports.run_due()
+        assert (shift_date, "a") in stored
+
+        url = (f"http://127.0.0.1:{controller.web_port}/api/shifts/reports/"
+               f"{shift_date.isoformat()}/a")
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            assert response.status == 200
+            from_api = await response.json()
+
+    listing = subprocess.run(
+        [sys.executable, "-m", "sigap_pbx.cli", "shifts", "report", shift_date.isoformat(),
+         "a", "--json"],
+        capture_output=True, text=True, timeout=60,
+        env={**stack.environ, "SIGAP_DATABASE__URL": config.database_url, "PATH": "/usr/bin:/bin"},
+    )
+    assert listing.returncode == 0, listing.stderr
+    from_cli = json.loads(listing.stdout)
+    # A new database imports every call in Asterisk's CEL, so earlier tests' calls
+    # may fall in the window too: count what the store holds there.
+    db = await Database.open(config.database_url)
+    try:
+        calls = await CallStore(db).list_calls(limit=1000)
+    finally:
+        await db.close()
+    window_start = shift_end - timedelta(hours=12)
+    in_window = [c for c in calls if window_start <= c.arrived_at < shift_end]
+    assert caller_number[1:] in " ".join(c.caller_number for c in in_window)
+
+    for content in (from_api["report"], from_cli["content"]):
+        rows = {row["endpoint"]: row for row in content["operators"]}
+        assert rows["op1"]["rostered"] is True
+        assert rows["op1"]["offered"] == 1
+        assert rows["op1"]["answered"] == 1
+        assert rows["op1"]["missed"] == 0
+        assert rows["op1"]["talk_seconds"] >= 2
+        assert content["queue"]["arrived"] == len(in_window)
+        assert content["queue"]["answered"] == sum(c.answered_at is not None for c in in_window)
