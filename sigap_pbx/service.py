@@ -18,13 +18,13 @@ import structlog
 from aiohttp import web
 
 from sigap_pbx.agi.server import FastAgiServer
+from sigap_pbx.alarms import AlarmBoard
 from sigap_pbx.ami.client import AmiClient, AmiError
 from sigap_pbx.asterisk.paths import InstancePaths
 from sigap_pbx.calls.reconcile import Reconciler
 from sigap_pbx.calls.tracker import CallTracker
 from sigap_pbx.config import Config, load_secrets
 from sigap_pbx.live import LiveView
-from sigap_pbx.alarms import AlarmBoard
 from sigap_pbx.members.actions import OperatorActions
 from sigap_pbx.members.coverage import CoverageGuard, ShiftInfo
 from sigap_pbx.members.health import EndpointHealth

@@ -6,7 +6,13 @@ applies them.
 """
 
 from sigap_pbx.store.calls import CallStore, CallView, EventView, LegView
-from sigap_pbx.store import alarms, roster, shifts  # noqa: F401  (registers their tables)
+from sigap_pbx.store import (  # noqa: F401  (registers their tables)
+    agencies,
+    alarms,
+    reports,
+    roster,
+    shifts,
+)
 from sigap_pbx.store.db import Database
 from sigap_pbx.store.errors import (
     CallNotFound,

@@ -31,6 +31,15 @@ APP_TABLES = {
     "member_events",
     "shift_reports",
     "alarms",
+    "agencies",
+    "agency_lines",
+    "agency_accounts",
+    "incident_reports",
+    "report_calls",
+    "report_dispatches",
+    "dispatch_events",
+    "outbox",
+    "forward_attempts",
 }
 
 
