@@ -219,6 +219,32 @@ class RosterConfig(_Section):
         return ZoneInfo(self.timezone)
 
 
+class AgenciesConfig(_Section):
+    # Seconds each agency line rings before the next line is tried.
+    line_ring_seconds: int = Field(20, ge=5, le=120)
+    # Minutes an agency has to acknowledge a report before the controller calls its
+    # line, by report priority: the first value is for priority 1 (most urgent).
+    acknowledge_minutes: list[int] = Field(
+        default_factory=lambda: [2, 5, 10, 15], min_length=4, max_length=4
+    )
+    # Seconds a webhook receiver has to reply before the attempt counts as failed.
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
+    # Delivery attempts of one webhook message before it is marked failed.
+    webhook_max_attempts: int = Field(12, ge=1, le=100)
+    # Longest wait between two attempts; the wait doubles from 1 s up to this.
+    webhook_backoff_max_seconds: float = Field(300.0, ge=1, le=3600)
+
+    @field_validator("acknowledge_minutes")
+    @classmethod
+    def _check_minutes(cls, value: list[int]) -> list[int]:
+        for minutes in value:
+            if not 1 <= minutes <= 240:
+                raise ValueError(
+                    f"acknowledge_minutes value {minutes} is out of range, use 1 to 240"
+                )
+        return value
+
+
 class AmiConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(5038, ge=1, le=65535)
@@ -309,6 +335,7 @@ class Config(_Section):
     sip: SipConfig = SipConfig()
     queue: QueueConfig = QueueConfig()
     roster: RosterConfig = RosterConfig()
+    agencies: AgenciesConfig = AgenciesConfig()
     ami: AmiConfig = AmiConfig()
     agi: AgiConfig = AgiConfig()
     controller: ControllerConfig = ControllerConfig()

@@ -48,10 +48,13 @@ class Agency(Base):
     __table_args__ = (
         CheckConstraint(_check_in("kind", AgencyKind), name="kind"),
         UniqueConstraint("code"),
+        UniqueConstraint("dial_code"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code: Mapped[str] = mapped_column(String)
+    # One or two digits that pick the agency in operators' feature codes.
+    dial_code: Mapped[str | None] = mapped_column(String)
     name: Mapped[str] = mapped_column(String)
     kind: Mapped[str] = mapped_column(String)
     webhook_url: Mapped[str | None] = mapped_column(Text)

@@ -26,6 +26,7 @@ def upgrade() -> None:
         "agencies",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("code", sa.String(), nullable=False),
+        sa.Column("dial_code", sa.String(), nullable=True),
         sa.Column("name", sa.String(), nullable=False),
         sa.Column("kind", sa.String(), nullable=False),
         sa.Column("webhook_url", sa.Text(), nullable=True),
@@ -40,6 +41,7 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_agencies")),
         sa.UniqueConstraint("code", name=op.f("uq_agencies_code")),
+        sa.UniqueConstraint("dial_code", name=op.f("uq_agencies_dial_code")),
     )
     op.create_table(
         "incident_reports",
