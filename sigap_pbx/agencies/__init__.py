@@ -1,0 +1,1 @@
+"""The agency directory and the incident reports that operators send to agencies."""
