@@ -1,0 +1,524 @@
+"""Forwarding calls to agency lines: conference, blind transfer, consult and call-out.
+
+The controller starts each forward with AMI actions and then leaves the call to
+the dialplan (dialplans/sigap-agencies.conf), which tries the agency's lines in
+order from AstDB. So a controller that dies mid-forward loses no caller: a caller
+whose lines all fail goes back to the operators' queue at the highest priority,
+and a caller on hold during a consult returns there after `consult_hold_seconds`.
+
+The dialplan announces every attempt and result with a SigapForward user event,
+from which the controller records the attempts (table `forward_attempts`).
+
+Every value that goes into an AMI action or AstDB key is checked first: dial
+codes are one or two digits, uniqueids are Asterisk's `<epoch>.<serial>`, and line
+targets are PJSIP endpoints or numbers validated by sigap_pbx.wire.dialstring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import structlog
+
+from sigap_pbx.ami.client import AmiActionFailed, AmiError
+from sigap_pbx.store.reports import ForwardMode, ForwardResult
+from sigap_pbx.wire.ami import Event
+from sigap_pbx.wire.dialstring import validate_endpoint, validate_number
+from sigap_pbx.wire.errors import DialStringError
+
+log = structlog.get_logger(__name__)
+
+AGENCY_FAMILY = "sigap/agency"
+DIAL_CODE = re.compile(r"[0-9]{1,2}")
+UNIQUEID = re.compile(r"[0-9]{1,20}\.[0-9]{1,10}")
+
+# DIALSTATUS values of app_dial and the attempt result each one records.
+DIAL_RESULTS = {
+    "ANSWER": ForwardResult.ANSWERED,
+    "NOANSWER": ForwardResult.NO_ANSWER,
+    "BUSY": ForwardResult.BUSY,
+    "CANCEL": ForwardResult.CANCELLED,
+}
+
+Clock = Callable[[], datetime]
+Audit = Callable[[str, str, str, dict[str, Any]], Awaitable[Any]]
+
+
+class ForwardError(Exception):
+    """A forward that cannot start, with a stable code and HTTP status for the API."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+@dataclass(frozen=True)
+class AgencyRoute:
+    """An agency's lines as the dialplan dials them, in the order they are tried."""
+
+    agency_id: int
+    code: str
+    dial_code: str
+    name: str
+    # PJSIP targets without the "PJSIP/" prefix: "agency-fire-1" or "0812345@carrier".
+    targets: tuple[str, ...]
+
+
+def line_target(kind: str, target: str, trunk: str) -> str:
+    """Return the PJSIP target of an agency line, after validating it.
+
+    Raises DialStringError, which names the field and the value.
+    """
+    if kind == "endpoint":
+        return validate_endpoint(target, field="line target")
+    if kind == "number":
+        number = validate_number(target, field="line target")
+        return f"{number}@{validate_endpoint(trunk, field='trunk')}"
+    raise DialStringError(f"line kind {kind!r} is invalid, use endpoint or number")
+
+
+class ForwardStoreLike(Protocol):
+    async def insert_attempt(self, **fields: Any) -> int: ...
+
+    async def finish_attempt(self, attempt_id: int, **fields: Any) -> None: ...
+
+
+class AmiActions(Protocol):
+    async def action(
+        self, name: str, fields: dict[str, str] | None = None, *, timeout: float | None = None
+    ) -> Any: ...
+
+
+@dataclass
+class Conference:
+    room: str
+    call_uniqueid: str
+    # Uniqueids of the channels in the room now.
+    members: set[str] = field(default_factory=set)
+    agency_joined: bool = False
+
+
+@dataclass
+class Consult:
+    call_uniqueid: str
+    caller_channel: str
+    operator_channel: str
+    route: AgencyRoute
+    report_id: int | None
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _check_uniqueid(value: str) -> str:
+    if not isinstance(value, str) or not UNIQUEID.fullmatch(value):
+        raise ForwardError(
+            "invalid_call",
+            f"call uniqueid {value!r} is invalid, use the caller channel's uniqueid"
+            " such as 1796409216.0",
+        )
+    return value
+
+
+def room_name(call_uniqueid: str) -> str:
+    return "sigap-" + call_uniqueid.replace(".", "-")
+
+
+class Forwarder:
+    def __init__(
+        self,
+        ami: AmiActions,
+        routes_provider: Callable[[], Awaitable[list[AgencyRoute]]],
+        store: ForwardStoreLike | None,
+        *,
+        audit: Audit | None = None,
+        clock: Clock = utc_now,
+        action_timeout: float = 5.0,
+    ) -> None:
+        self.ami = ami
+        self.routes_provider = routes_provider
+        self.store = store
+        self.audit = audit
+        self.clock = clock
+        self.action_timeout = action_timeout
+        self.routes: dict[str, AgencyRoute] = {}
+        self.conferences: dict[str, Conference] = {}
+        self.consults: dict[str, Consult] = {}
+        # (context of the attempt, agency dial code, line index) -> forward_attempts id.
+        self._attempts: dict[tuple[str, str, str], int] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # Agency lines in AstDB -----------------------------------------------------------
+
+    async def publish(self) -> int:
+        """Write every agency's lines into AstDB; return how many agencies."""
+        routes = await self.routes_provider()
+        try:
+            await self._action("DBDelTree", {"Family": AGENCY_FAMILY})
+        except AmiActionFailed:
+            pass  # nothing stored yet
+        published: dict[str, AgencyRoute] = {}
+        for route in routes:
+            if not DIAL_CODE.fullmatch(route.dial_code):
+                log.error("agency_not_published", agency=route.code,
+                          error=f"dial code {route.dial_code!r} is not 1 or 2 digits")
+                continue
+            family = f"{AGENCY_FAMILY}/{route.dial_code}"
+            await self._action(
+                "DBPut", {"Family": family, "Key": "count", "Val": str(len(route.targets))}
+            )
+            for index, target in enumerate(route.targets, start=1):
+                await self._action(
+                    "DBPut", {"Family": family, "Key": f"line{index}", "Val": target}
+                )
+            published[route.dial_code] = route
+        self.routes = published
+        log.info("agency_lines_published", agencies=len(published))
+        return len(published)
+
+    def route(self, agency: str) -> AgencyRoute:
+        """Return the route of an agency given by code or dial code."""
+        for route in self.routes.values():
+            if agency in (route.code, route.dial_code):
+                if not route.targets:
+                    raise ForwardError(
+                        "agency_has_no_lines",
+                        f"agency {route.code!r} has no line staffed now; add a line or"
+                        " choose another agency",
+                        409,
+                    )
+                return route
+        known = ", ".join(sorted(r.code for r in self.routes.values())) or "none"
+        raise ForwardError(
+            "agency_not_found", f"agency {agency!r} not found, use one of: {known}", 404
+        )
+
+    # Forwards ------------------------------------------------------------------------
+
+    async def transfer(
+        self, call_uniqueid: str, agency: str, *, actor: str, report_id: int | None = None
+    ) -> dict[str, Any]:
+        """Hand the caller to the agency's lines; the operator's leg ends."""
+        call_uniqueid = _check_uniqueid(call_uniqueid)
+        route = self.route(agency)
+        caller, _ = await self._call_channels(call_uniqueid, need_operator=False)
+        await self._setvars(caller, SIGAP_FWD_CODE=route.dial_code,
+                            SIGAP_FWD_REPORT=_report(report_id))
+        await self._action("Redirect", {
+            "Channel": caller, "Context": "sigap-forward-transfer", "Exten": "s",
+            "Priority": "1",
+        })
+        return await self._started("transfer", call_uniqueid, route, actor, report_id)
+
+    async def conference(
+        self, call_uniqueid: str, agency: str, *, actor: str, report_id: int | None = None
+    ) -> dict[str, Any]:
+        """Join the caller, the operator and the agency's first line that answers."""
+        call_uniqueid = _check_uniqueid(call_uniqueid)
+        route = self.route(agency)
+        caller, operator = await self._call_channels(call_uniqueid, need_operator=True)
+        assert operator is not None
+        room = room_name(call_uniqueid)
+        self.conferences[room] = Conference(room, call_uniqueid)
+        for channel in (caller, operator):
+            await self._setvars(channel, SIGAP_CONF_ROOM=room)
+        await self._action("Redirect", {
+            "Channel": caller, "Context": "sigap-forward-conf", "Exten": "caller",
+            "Priority": "1", "ExtraChannel": operator, "ExtraContext": "sigap-forward-conf",
+            "ExtraExten": "staff", "ExtraPriority": "1",
+        })
+        await self._originate_agency(route, room, call_uniqueid, report_id, "conference")
+        return await self._started("conference", call_uniqueid, route, actor, report_id)
+
+    async def consult(
+        self, call_uniqueid: str, agency: str, *, actor: str, report_id: int | None = None
+    ) -> dict[str, Any]:
+        """Put the caller on hold and ring the agency's lines from the operator's phone."""
+        call_uniqueid = _check_uniqueid(call_uniqueid)
+        route = self.route(agency)
+        caller, operator = await self._call_channels(call_uniqueid, need_operator=True)
+        assert operator is not None
+        await self._setvars(operator, SIGAP_FWD_CODE=route.dial_code,
+                            SIGAP_FWD_CALL=call_uniqueid, SIGAP_FWD_REPORT=_report(report_id))
+        await self._action("Redirect", {
+            "Channel": caller, "Context": "sigap-forward-hold", "Exten": "s",
+            "Priority": "1", "ExtraChannel": operator,
+            "ExtraContext": "sigap-forward-consult", "ExtraExten": "s", "ExtraPriority": "1",
+        })
+        self.consults[call_uniqueid] = Consult(call_uniqueid, caller, operator, route, report_id)
+        return await self._started("consult", call_uniqueid, route, actor, report_id)
+
+    async def consult_complete(
+        self, call_uniqueid: str, how: str, *, actor: str
+    ) -> dict[str, Any]:
+        """End a consult: "join" makes a conference of all three, "transfer" leaves the
+        caller with the agency and ends the operator's leg."""
+        call_uniqueid = _check_uniqueid(call_uniqueid)
+        consult = self.consults.get(call_uniqueid)
+        if consult is None:
+            raise ForwardError(
+                "no_consult", f"call {call_uniqueid} has no consult in progress", 409
+            )
+        if how not in ("join", "transfer"):
+            raise ForwardError("invalid_action", f"{how!r} is invalid, use join or transfer")
+        agency_channel = await self._bridged_peer(consult.operator_channel)
+        if agency_channel is None:
+            raise ForwardError(
+                "agency_not_connected",
+                "the agency has not answered the consult yet; wait for it or hang up",
+                409,
+            )
+        room = room_name(call_uniqueid)
+        self.conferences[room] = Conference(room, call_uniqueid, agency_joined=True)
+        channels = [consult.caller_channel, agency_channel]
+        if how == "join":
+            channels.append(consult.operator_channel)
+        for channel in channels:
+            await self._setvars(channel, SIGAP_CONF_ROOM=room)
+        await self._action("Redirect", {
+            "Channel": consult.caller_channel, "Context": "sigap-forward-conf",
+            "Exten": "caller", "Priority": "1",
+        })
+        fields = {
+            "Channel": agency_channel, "Context": "sigap-forward-conf", "Exten": "staff",
+            "Priority": "1",
+        }
+        if how == "join":
+            fields.update(ExtraChannel=consult.operator_channel,
+                          ExtraContext="sigap-forward-conf", ExtraExten="staff",
+                          ExtraPriority="1")
+        await self._action("Redirect", fields)
+        del self.consults[call_uniqueid]
+        await self._audit(actor, f"forward.consult_{how}", call_uniqueid,
+                          {"agency": consult.route.code, "report": consult.report_id})
+        return {"call": call_uniqueid, "action": how, "room": room}
+
+    async def callout(
+        self, *, agency: str, dispatch_id: int, report_id: int, actor: str = "escalation"
+    ) -> dict[str, Any]:
+        """Call the agency's lines about an unacknowledged report.
+
+        The line that answers hears the report's message and presses 1 to
+        acknowledge it (see the report/acknowledge FastAGI route).
+        """
+        route = self.route(agency)
+        variables = {
+            "SIGAP_FWD_CODE": route.dial_code,
+            "SIGAP_FWD_DISPATCH": str(int(dispatch_id)),
+            "SIGAP_FWD_REPORT": str(int(report_id)),
+        }
+        await self._action("Originate", {
+            "Channel": "Local/s@sigap-escalation",
+            "Context": "sigap-escalation-ack", "Exten": "s", "Priority": "1",
+            "Async": "true", "CallerID": f'"Sigap 112" <{route.dial_code}>',
+            "Variable": ",".join(f"{key}={value}" for key, value in variables.items()),
+        })
+        return await self._started("escalation", None, route, actor, report_id)
+
+    async def _originate_agency(
+        self, route: AgencyRoute, room: str, call_uniqueid: str, report_id: int | None,
+        mode: str,
+    ) -> None:
+        variables = {
+            "SIGAP_FWD_CODE": route.dial_code,
+            "SIGAP_FWD_CALL": call_uniqueid,
+            "SIGAP_FWD_MODE": mode,
+            "SIGAP_FWD_REPORT": _report(report_id),
+        }
+        await self._action("Originate", {
+            "Channel": "Local/s@sigap-forward-agency",
+            "Application": "ConfBridge",
+            "Data": f"{room},sigap-bridge,sigap-staff",
+            "Async": "true",
+            "Variable": ",".join(f"{key}={value}" for key, value in variables.items()),
+        })
+
+    async def _started(
+        self, mode: str, call_uniqueid: str | None, route: AgencyRoute, actor: str,
+        report_id: int | None,
+    ) -> dict[str, Any]:
+        detail = {"agency": route.code, "mode": mode, "report": report_id,
+                  "call": call_uniqueid}
+        await self._audit(actor, f"forward.{mode}", call_uniqueid or f"report:{report_id}",
+                          detail)
+        log.info("forward_started", **detail, actor=actor)
+        return detail
+
+    # Channels ------------------------------------------------------------------------
+
+    async def _channels(self) -> list[Event]:
+        response = await self.ami.action("CoreShowChannels", timeout=self.action_timeout)
+        return list(getattr(response, "events", []))
+
+    async def _call_channels(
+        self, call_uniqueid: str, *, need_operator: bool
+    ) -> tuple[str, str | None]:
+        channels = await self._channels()
+        caller = next((c for c in channels if c.get("Uniqueid") == call_uniqueid), None)
+        if caller is None:
+            raise ForwardError(
+                "call_not_found",
+                f"call {call_uniqueid} has no channel now; it may have ended", 404,
+            )
+        bridge = caller.get("BridgeId") or ""
+        operator = None
+        if bridge:
+            operator = next(
+                (c for c in channels
+                 if c.get("BridgeId") == bridge and c.get("Uniqueid") != call_uniqueid),
+                None,
+            )
+        if need_operator and operator is None:
+            raise ForwardError(
+                "call_not_connected",
+                f"call {call_uniqueid} is not connected to an operator; conference and"
+                " consult need the operator on the call, a transfer does not",
+                409,
+            )
+        return caller.get("Channel") or "", operator.get("Channel") if operator else None
+
+    async def _bridged_peer(self, channel: str) -> str | None:
+        channels = await self._channels()
+        own = next((c for c in channels if c.get("Channel") == channel), None)
+        bridge = own.get("BridgeId") if own else None
+        if not bridge:
+            return None
+        peer = next(
+            (c for c in channels if c.get("BridgeId") == bridge and c.get("Channel") != channel),
+            None,
+        )
+        return peer.get("Channel") if peer else None
+
+    async def _setvars(self, channel: str, **variables: str) -> None:
+        for name, value in variables.items():
+            await self._action("Setvar", {"Channel": channel, "Variable": name, "Value": value})
+
+    async def _action(self, name: str, fields: dict[str, str]) -> Any:
+        try:
+            return await self.ami.action(name, fields, timeout=self.action_timeout)
+        except AmiActionFailed:
+            raise
+        except AmiError as exc:
+            raise ForwardError(
+                "asterisk_unavailable", f"AMI action {name} failed: {exc}", 503
+            ) from None
+
+    # Events --------------------------------------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        name = event.name
+        if name == "UserEvent" and event.get("UserEvent") == "SigapForward":
+            self._spawn(self._on_forward(event))
+        elif name == "ConfbridgeJoin":
+            room = self.conferences.get(event.get("Conference") or "")
+            if room is not None:
+                room.members.add(event.get("Uniqueid") or "")
+                if (event.get("Channel") or "").startswith("Local/"):
+                    room.agency_joined = True
+        elif name == "ConfbridgeLeave":
+            self._on_leave(event)
+
+    def _on_leave(self, event: Event) -> None:
+        room = self.conferences.get(event.get("Conference") or "")
+        if room is None:
+            return
+        room.members.discard(event.get("Uniqueid") or "")
+        if room.members == {room.call_uniqueid}:
+            # Only the caller is left: the operator left before an agency joined, or
+            # the agency could not be reached. Back to the queue, ahead of the others.
+            log.warning("conference_caller_alone", room=room.room, call=room.call_uniqueid)
+            self._spawn(self._requeue(room))
+        elif not room.members:
+            self.conferences.pop(room.room, None)
+
+    async def _requeue(self, room: Conference) -> None:
+        channels = await self._channels()
+        caller = next((c for c in channels if c.get("Uniqueid") == room.call_uniqueid), None)
+        if caller is None:
+            return
+        await self._action("Redirect", {
+            "Channel": caller.get("Channel") or "", "Context": "sigap-forward-conf",
+            "Exten": "requeue", "Priority": "1",
+        })
+        self.conferences.pop(room.room, None)
+
+    async def _on_forward(self, event: Event) -> None:
+        stage = event.get("Stage") or ""
+        code = event.get("Agency") or ""
+        call = event.get("Call") or ""
+        report = event.get("Report") or ""
+        key = (call or f"report:{report}", code, event.get("Line") or "")
+        route = self.routes.get(code)
+        if stage == "attempt" and route is not None and self.store is not None:
+            attempt_id = await self.store.insert_attempt(
+                agency_id=route.agency_id,
+                target=event.get("Target") or "",
+                mode=ForwardMode(event.get("Mode") or "transfer"),
+                started_at=self.clock(),
+                actor="dialplan",
+                call_uniqueid=call or None,
+                report_id=int(report) if report.isdigit() else None,
+                line_priority=int(event.get("Line") or 0) or None,
+            )
+            self._attempts[key] = attempt_id
+        elif stage == "result" and self.store is not None:
+            attempt_id = self._attempts.pop(key, None)
+            if attempt_id is None:
+                return
+            status = event.get("DialStatus") or ""
+            result = DIAL_RESULTS.get(status, ForwardResult.FAILED)
+            now = self.clock()
+            answered = _float(event.get("Answered"))
+            await self.store.finish_attempt(
+                attempt_id,
+                result=result,
+                ended_at=now,
+                answered_at=now - timedelta(seconds=answered) if answered is not None else None,
+                seconds=answered,
+            )
+        elif stage in ("failed", "requeue"):
+            log.warning("forward_failed" if stage == "failed" else "forward_requeued",
+                        agency=code, call=call, report=report, mode=event.get("Mode"))
+
+    # Helpers -------------------------------------------------------------------------
+
+    async def _audit(self, actor: str, action: str, subject: str, detail: dict[str, Any]) -> None:
+        if self.audit is None:
+            return
+        try:
+            await self.audit(actor, action, subject, detail)
+        except Exception:
+            log.exception("audit_write_failed", action=action, subject=subject)
+
+    def _spawn(self, coro: Awaitable[None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("forward_task_failed", exc_info=task.exception())
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _report(report_id: int | None) -> str:
+    return "" if report_id is None else str(int(report_id))
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value not in (None, "") else None
+    except ValueError:
+        return None
