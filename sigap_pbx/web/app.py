@@ -226,4 +226,5 @@ ROUTE_MODULES = (
     "sigap_pbx.web.shift_routes",
     "sigap_pbx.web.alarm_routes",
     "sigap_pbx.web.operator_routes",
+    "sigap_pbx.web.dispatch_routes",
 )

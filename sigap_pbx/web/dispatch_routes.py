@@ -1,0 +1,217 @@
+"""Dispatch and outbox routes of the JSON API: the agencies' portal queue, their
+acknowledgements and status updates, and the webhook delivery state.
+
+NOTE: there are no user accounts yet, so the actor recorded for an acknowledgement
+or a status is whatever the request names (body `actor`, or the `X-Sigap-Actor`
+header), "api" by default. The API listens on loopback only, so this trusts every
+local process.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from sigap_pbx.agencies.dispatch import InvalidTransition, parse_status
+from sigap_pbx.store.dispatch import DispatchNotFound
+from sigap_pbx.store.errors import InvalidFieldValue
+from sigap_pbx.store.outbox import OutboxMessageNotFound
+from sigap_pbx.store.reports import OutboxStatus
+from sigap_pbx.web.app import CONTROLLER, MAX_LIMIT, ApiError, _int_param
+
+if TYPE_CHECKING:
+    from sigap_pbx.agencies.dispatch import DispatchService
+    from sigap_pbx.agencies.webhooks import WebhookSender
+
+DEFAULT_ACTOR = "api"
+ACTOR_HEADER = "X-Sigap-Actor"
+MAX_ACTOR_LENGTH = 64
+MAX_NOTE_LENGTH = 2000
+# report_dispatches.id and outbox.id are INTEGER columns, 32 bits on PostgreSQL.
+MAX_ID = 2**31 - 1
+STATUS_EXAMPLE = '{"status": "en_route", "note": "unit 3", "actor": "damkar-1"}'
+
+
+def _dispatches(request: web.Request) -> DispatchService:
+    service: DispatchService | None = getattr(request.app[CONTROLLER], "dispatches", None)
+    if service is None:
+        raise ApiError(503, "dispatches_unavailable", "the dispatch service has not started yet")
+    return service
+
+
+def _webhooks(request: web.Request) -> WebhookSender:
+    sender: WebhookSender | None = getattr(request.app[CONTROLLER], "webhooks", None)
+    if sender is None:
+        raise ApiError(503, "webhooks_unavailable", "the webhook sender has not started yet")
+    return sender
+
+
+def _id_param(request: web.Request, name: str, what: str) -> int:
+    raw = request.match_info[name]
+    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_ID:
+        raise ApiError(400, "invalid_parameter", f"{what} id {raw!r} must be a whole number")
+    return int(raw)
+
+
+def _flag_param(request: web.Request, name: str) -> bool:
+    raw = request.query.get(name, "0")
+    if raw not in ("0", "1"):
+        raise ApiError(400, "invalid_parameter", f"{name}={raw!r} must be 0 or 1")
+    return raw == "1"
+
+
+async def _body(request: web.Request, example: str) -> dict[str, Any]:
+    if not request.can_read_body:
+        return {}
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        raise ApiError(400, "invalid_body", f"the body must be a JSON object such as {example}")
+    return body
+
+
+def _actor(request: web.Request, body: dict[str, Any]) -> str:
+    actor = body.get("actor") or request.headers.get(ACTOR_HEADER) or DEFAULT_ACTOR
+    if (
+        not isinstance(actor, str)
+        or not actor.strip()
+        or len(actor) > MAX_ACTOR_LENGTH
+        or not actor.isprintable()
+    ):
+        raise ApiError(
+            400,
+            "invalid_actor",
+            f"actor {actor!r} must be printable text of 1 to {MAX_ACTOR_LENGTH} characters",
+        )
+    return actor.strip()
+
+
+def _note(body: dict[str, Any]) -> str:
+    note = body.get("note", "")
+    if note is None:
+        return ""
+    if not isinstance(note, str) or len(note) > MAX_NOTE_LENGTH or "\x00" in note:
+        raise ApiError(
+            400,
+            "invalid_note",
+            f"note must be text of at most {MAX_NOTE_LENGTH} characters without NUL",
+        )
+    return note
+
+
+async def list_dispatches(request: web.Request) -> web.Response:
+    """List dispatches for the portal: unacknowledged first, then newest first.
+
+    `agency=CODE` limits the list to one agency, and `all=1` includes resolved
+    and false-alarm dispatches.
+    """
+    service = _dispatches(request)
+    limit = _int_param(request, "limit", 100, 1, MAX_LIMIT)
+    agency = request.query.get("agency") or None
+    include_final = _flag_param(request, "all")
+    views = await service.list_for_agency(agency, include_final=include_final, limit=limit)
+    return web.json_response({"dispatches": [view.to_dict() for view in views]})
+
+
+async def get_dispatch(request: web.Request) -> web.Response:
+    service = _dispatches(request)
+    dispatch_id = _id_param(request, "dispatch_id", "dispatch")
+    try:
+        view = await service.get(dispatch_id)
+    except DispatchNotFound as error:
+        raise ApiError(404, "dispatch_not_found", str(error)) from None
+    events = await service.events(dispatch_id)
+    return web.json_response({**view.to_dict(), "events": [e.to_dict() for e in events]})
+
+
+async def acknowledge_dispatch(request: web.Request) -> web.Response:
+    service = _dispatches(request)
+    dispatch_id = _id_param(request, "dispatch_id", "dispatch")
+    body = await _body(request, '{"actor": "damkar-1"}')
+    actor = _actor(request, body)
+    note = _note(body)
+    try:
+        view = await service.acknowledge(dispatch_id, actor, note)
+    except DispatchNotFound as error:
+        raise ApiError(404, "dispatch_not_found", str(error)) from None
+    return web.json_response(view.to_dict())
+
+
+async def update_dispatch_status(request: web.Request) -> web.Response:
+    service = _dispatches(request)
+    dispatch_id = _id_param(request, "dispatch_id", "dispatch")
+    body = await _body(request, STATUS_EXAMPLE)
+    if "status" not in body:
+        raise ApiError(
+            400, "invalid_body", f"the body must name the new status, such as {STATUS_EXAMPLE}"
+        )
+    try:
+        status = parse_status(body["status"])
+    except ValueError as error:
+        raise ApiError(400, "invalid_status", str(error)) from None
+    actor = _actor(request, body)
+    note = _note(body)
+    try:
+        view = await service.update_status(dispatch_id, status, actor, note)
+    except DispatchNotFound as error:
+        raise ApiError(404, "dispatch_not_found", str(error)) from None
+    except InvalidTransition as error:
+        raise ApiError(409, "invalid_transition", str(error)) from None
+    return web.json_response(view.to_dict())
+
+
+async def list_outbox(request: web.Request) -> web.Response:
+    """List webhook messages, newest first, without payloads or secrets.
+
+    Filters: `status` (pending, delivered, failed), `agency=CODE`, `report=ID`.
+    The response also counts the messages of each status.
+    """
+    sender = _webhooks(request)
+    limit = _int_param(request, "limit", 100, 1, MAX_LIMIT)
+    status = request.query.get("status") or None
+    allowed = [s.value for s in OutboxStatus]
+    if status is not None and status not in allowed:
+        raise ApiError(
+            400, "invalid_parameter", f"status={status!r} must be one of {', '.join(allowed)}"
+        )
+    report = request.query.get("report")
+    if report is not None and not (report.isascii() and report.isdigit()):
+        raise ApiError(400, "invalid_parameter", f"report={report!r} must be a whole number")
+    try:
+        views = await sender.store.list_messages(
+            status=status,
+            agency_code=request.query.get("agency") or None,
+            report_id=None if report is None else int(report),
+            limit=limit,
+        )
+    except InvalidFieldValue as error:
+        raise ApiError(400, "invalid_parameter", str(error)) from None
+    counts = await sender.store.count_by_status()
+    return web.json_response(
+        {"counts": counts, "messages": [view.to_dict() for view in views]}
+    )
+
+
+async def retry_outbox_message(request: web.Request) -> web.Response:
+    """Send a failed message again: it becomes pending with its attempts reset."""
+    sender = _webhooks(request)
+    message_id = _id_param(request, "message_id", "outbox message")
+    try:
+        view = await sender.store.requeue(message_id, sender.clock())
+    except OutboxMessageNotFound as error:
+        raise ApiError(404, "outbox_message_not_found", str(error)) from None
+    sender.notify()
+    return web.json_response(view.to_dict())
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/dispatches", list_dispatches)
+    app.router.add_get("/api/dispatches/{dispatch_id}", get_dispatch)
+    app.router.add_post("/api/dispatches/{dispatch_id}/ack", acknowledge_dispatch)
+    app.router.add_post("/api/dispatches/{dispatch_id}/status", update_dispatch_status)
+    app.router.add_get("/api/outbox", list_outbox)
+    app.router.add_post("/api/outbox/{message_id}/retry", retry_outbox_message)
