@@ -129,6 +129,9 @@ class SipConfig(_Section):
     # Lines on the overflow chain; they register like operator phones.
     supervisor: OperatorConfig = OperatorConfig(endpoint="spv1", name="Supervisor")
     oncall: OperatorConfig = OperatorConfig(endpoint="oncall1", name="On-call")
+    # Agency phones that register here (an agency's desk phone on the city network).
+    # They can receive forwarded calls and call-outs, and dial nothing but *43.
+    agency_lines: list[OperatorConfig] = Field(default_factory=list)
 
     @field_validator("trunk_bind", "operator_bind")
     @classmethod
@@ -140,12 +143,13 @@ class SipConfig(_Section):
     def _check_unique(self) -> SipConfig:
         names = [op.endpoint for op in self.operators]
         names += [self.supervisor.endpoint, self.oncall.endpoint]
+        names += [line.endpoint for line in self.agency_lines]
         names += [trunk.name for trunk in self.trunks]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(
-                f"endpoint names in sip.operators, sip.supervisor, sip.oncall and "
-                f"sip.trunks must be unique, repeated: {duplicates}"
+                f"endpoint names in sip.operators, sip.supervisor, sip.oncall, "
+                f"sip.agency_lines and sip.trunks must be unique, repeated: {duplicates}"
             )
         numbers = self.emergency_numbers
         repeated = sorted({n for n in numbers if numbers.count(n) > 1})
@@ -227,6 +231,9 @@ class AgenciesConfig(_Section):
     acknowledge_minutes: list[int] = Field(
         default_factory=lambda: [2, 5, 10, 15], min_length=4, max_length=4
     )
+    # Seconds a caller waits on hold while the operator consults an agency. After
+    # that the caller goes back to the operators' queue at the highest priority.
+    consult_hold_seconds: int = Field(120, ge=10, le=600)
     # Seconds a webhook receiver has to reply before the attempt counts as failed.
     webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
     # Delivery attempts of one webhook message before it is marked failed.
@@ -489,7 +496,7 @@ def load_secrets(config: Config) -> dict[str, str]:
     # that is not Asterisk cannot log operators in or out.
     wanted = {"ami": config.ami.secret, "agi": None}
     sip = config.sip
-    for op in [*sip.operators, sip.supervisor, sip.oncall]:
+    for op in [*sip.operators, sip.supervisor, sip.oncall, *sip.agency_lines]:
         wanted[f"sip.{op.endpoint}"] = op.password
     result: dict[str, str] = {}
     changed = False

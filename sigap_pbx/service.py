@@ -348,6 +348,7 @@ class Controller:
             "supervisor_ring": str(queue.supervisor_ring_seconds),
             "oncall": sip.oncall.endpoint,
             "oncall_ring": str(queue.oncall_ring_seconds),
+            "agency_ring": str(self.config.agencies.line_ring_seconds),
         }
         for key, value in values.items():
             await self.ami.action("DBPut", {"Family": "sigap/route", "Key": key, "Val": value})

@@ -154,6 +154,8 @@ class Forwarder:
         # (context of the attempt, agency dial code, line index) -> forward_attempts id.
         self._attempts: dict[tuple[str, str, str], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._forward_events: asyncio.Queue[Event] = asyncio.Queue()
+        self._worker: asyncio.Future[None] | None = None
 
     # Agency lines in AstDB -----------------------------------------------------------
 
@@ -415,7 +417,10 @@ class Forwarder:
     def on_event(self, event: Event) -> None:
         name = event.name
         if name == "UserEvent" and event.get("UserEvent") == "SigapForward":
-            self._spawn(self._on_forward(event))
+            # One worker, in event order: a result must find its attempt's row.
+            self._forward_events.put_nowait(event)
+            if self._worker is None or self._worker.done():
+                self._worker = asyncio.ensure_future(self._record_forward_events())
         elif name == "ConfbridgeJoin":
             room = self.conferences.get(event.get("Conference") or "")
             if room is not None:
@@ -448,6 +453,15 @@ class Forwarder:
             "Exten": "requeue", "Priority": "1",
         })
         self.conferences.pop(room.room, None)
+
+    async def _record_forward_events(self) -> None:
+        while not self._forward_events.empty():
+            event = self._forward_events.get_nowait()
+            try:
+                await self._on_forward(event)
+            except Exception:
+                log.exception("forward_attempt_not_recorded", stage=event.get("Stage"),
+                              call=event.get("Call"))
 
     async def _on_forward(self, event: Event) -> None:
         stage = event.get("Stage") or ""
@@ -508,6 +522,8 @@ class Forwarder:
             log.error("forward_task_failed", exc_info=task.exception())
 
     async def stop(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

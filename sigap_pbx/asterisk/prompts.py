@@ -30,6 +30,8 @@ PROMPTS: dict[str, str] = {
     "pause-ok": "Status jeda Anda sudah dicatat. Tekan bintang dua nol untuk kembali siap.",
     "unpause-ok": "Anda siap menerima panggilan.",
     "not-member": "Anda belum masuk antrean. Tekan bintang satu satu untuk masuk.",
+    "agency-unreachable": "Saluran instansi tidak menjawab. Operator tetap bersama Anda.",
+    "report-ack-ok": "Terima kasih. Laporan sudah dikonfirmasi.",
     "controller-down": (
         "Pengendali sedang tidak tersedia. Perintah dijalankan langsung oleh sentral."
     ),

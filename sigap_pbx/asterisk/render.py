@@ -30,11 +30,13 @@ def project_dir() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def _phone(op: OperatorConfig, password: str, qualify: int) -> str:
+def _phone(
+    op: OperatorConfig, password: str, qualify: int, template: str = "phone-template"
+) -> str:
     name = op.endpoint
     return f"""
 ; {op.name or name}
-[{name}](phone-template)
+[{name}]({template})
 transport = transport-phones
 auth = {name}
 aors = {name}
@@ -87,6 +89,11 @@ match = {matches}
     phones = [*sip.operators, sip.supervisor, sip.oncall]
     for op in phones:
         parts.append(_phone(op, secrets[f"sip.{op.endpoint}"], sip.qualify_seconds))
+    for line in sip.agency_lines:
+        parts.append(
+            _phone(line, secrets[f"sip.{line.endpoint}"], sip.qualify_seconds,
+                   "agency-line-template")
+        )
     return "".join(parts)
 
 
@@ -96,7 +103,7 @@ AMI_EVENTS = (
     "QueueCallerAbandon", "AgentCalled", "AgentRingNoAnswer", "AgentConnect",
     "AgentComplete", "DialEnd", "UserEvent", "QueueMemberAdded", "QueueMemberRemoved",
     "QueueMemberPause", "QueueMemberStatus", "QueueMemberPenalty", "ContactStatus",
-    "Shutdown",
+    "ConfbridgeJoin", "ConfbridgeLeave", "OriginateResponse", "Shutdown",
 )
 
 
@@ -192,6 +199,9 @@ def render_extensions(
         "; Proves to the FastAGI server that a request comes from this dialplan.\n",
         f"SIGAP_AGI_TOKEN={(secrets or {}).get('agi', '')}\n",
         f"SIGAP_HEARTBEAT_STALE={config.controller.heartbeat_stale_seconds}\n",
+        f"SIGAP_DEFAULT_AGENCY_RING={config.agencies.line_ring_seconds}\n",
+        "; Seconds a caller waits on hold during a consult before going back to the queue.\n",
+        f"SIGAP_HOLD_LIMIT={config.agencies.consult_hold_seconds}\n",
         "\n; Calls from the carrier trunk: the emergency numbers only, as literals.\n",
         "[sigap-trunk-inbound]\n",
     ]

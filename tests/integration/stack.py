@@ -42,6 +42,11 @@ ENV = {
         '[{"endpoint": "op1", "name": "Operator 1"}, {"endpoint": "op2", "name": "Operator 2"},'
         ' {"endpoint": "op3", "name": "Operator 3"}]'
     ),
+    "SIGAP_SIP__AGENCY_LINES": (
+        '[{"endpoint": "agency-fire-1", "name": "Damkar 1"},'
+        ' {"endpoint": "agency-fire-2", "name": "Damkar 2"}]'
+    ),
+    "SIGAP_AGENCIES__LINE_RING_SECONDS": "5",
     "SIGAP_AMI__PORT": "15038",
     "SIGAP_AMI__RECONNECT_MAX_SECONDS": "1",
     "SIGAP_AGI__PORT": "14573",

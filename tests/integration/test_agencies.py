@@ -1,0 +1,178 @@
+"""Forwarding callers to agency lines against the real Asterisk, with SIPp agency phones."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from sigap_pbx.agencies.forwarding import AgencyRoute, Forwarder
+from sigap_pbx.store import Database
+from sigap_pbx.store.forwarding import ForwardStore
+from tests.integration.stack import Stack, running_controller
+
+FIRE = AgencyRoute(
+    agency_id=1, code="damkar", dial_code="1", name="Damkar",
+    targets=("agency-fire-1", "agency-fire-2"),
+)
+
+
+async def seed_agency(db: Database) -> None:
+    from datetime import UTC, datetime
+
+    from sigap_pbx.store.agencies import Agency
+
+    now = datetime.now(UTC)
+    async with db.session() as session:
+        await session.execute(
+            Agency.__table__.insert().values(
+                id=1, code="damkar", dial_code="1", name="Damkar", kind="fire",
+                active=True, sample=False, created_at=now, updated_at=now,
+            )
+        )
+
+
+async def forwarder_for(controller: Any) -> Forwarder:
+    await seed_agency(controller.db)
+
+    async def routes() -> list[AgencyRoute]:
+        return [FIRE]
+
+    forwarder = Forwarder(controller.ami, routes, ForwardStore(controller.db))
+    controller.ami.add_event_listener(forwarder.on_event)
+    await forwarder.publish()
+    return forwarder
+
+
+async def answered_call(stack: Stack, controller: Any, caller_number: str, hold_ms: int):
+    call = asyncio.create_task(stack.call(caller_number, hold_ms=hold_ms, timeout=90))
+    await Stack.wait_for(
+        lambda: any(c.answered_at for c in controller.tracker.calls.values()), 15,
+        "call answered by op1",
+    )
+    live = next(c for c in controller.tracker.calls.values() if c.answered_at)
+    return call, live.uniqueid
+
+
+async def attempts(controller: Any, uniqueid: str) -> list[tuple[int | None, str]]:
+    rows = await ForwardStore(controller.db).list_attempts(call_uniqueid=uniqueid)
+    return [(row.line_priority, row.result) for row in rows]
+
+
+async def test_transfer_reaches_first_line(clean_stack: Stack, config, caller_number):
+    stack = clean_stack
+    async with running_controller(config) as controller:
+        forwarder = await forwarder_for(controller)
+        await stack.start_phone("op1", ring_ms=300)
+        stack.add_member("op1")
+        await stack.start_phone("agency-fire-1", ring_ms=300)
+        call, uniqueid = await answered_call(stack, controller, caller_number, 10000)
+
+        await forwarder.transfer(uniqueid, "damkar", actor="op1")
+        # The operator's leg ends and the caller talks to the agency line.
+        await Stack.wait_for(
+            lambda: "(in call)" not in stack.rx("queue show operators"), 10, "op1 free"
+        )
+        result = await call
+        assert result.ok, result.errors
+        await Stack.wait_for(
+            lambda: attempts(controller, uniqueid), 10, "attempt recorded"
+        )
+        await Stack.wait_for(
+            lambda: _done(attempts(controller, uniqueid), [(1, "answered")]), 10,
+            "line 1 answered",
+        )
+        rows = await ForwardStore(controller.db).list_attempts(call_uniqueid=uniqueid)
+        assert rows[0].mode == "transfer"
+        assert rows[0].target == "agency-fire-1"
+        assert rows[0].seconds is not None and rows[0].seconds > 2
+
+
+async def _done(pending, expected) -> bool:
+    return (await pending) == expected
+
+
+async def test_backup_line_answers(clean_stack: Stack, config, caller_number):
+    stack = clean_stack
+    async with running_controller(config) as controller:
+        forwarder = await forwarder_for(controller)
+        await stack.start_phone("op1", ring_ms=300)
+        stack.add_member("op1")
+        await stack.start_phone("agency-fire-1", ring_ms=600_000)
+        await stack.start_phone("agency-fire-2", ring_ms=300)
+        call, uniqueid = await answered_call(stack, controller, caller_number, 16000)
+
+        await forwarder.transfer(uniqueid, "damkar", actor="op1")
+        result = await call
+        assert result.ok, result.errors
+        await Stack.wait_for(
+            lambda: _done(attempts(controller, uniqueid), [(1, "no_answer"), (2, "answered")]),
+            10, "line 1 no answer, line 2 answered",
+        )
+
+
+async def test_all_lines_fail_caller_requeued_first(clean_stack: Stack, config, caller_number):
+    stack = clean_stack
+    async with running_controller(config) as controller:
+        forwarder = await forwarder_for(controller)
+        joins: list[dict[str, str]] = []
+        controller.ami.add_event_listener(
+            lambda e: joins.append(e.as_dict()) if e.name == "QueueCallerJoin" else None
+        )
+        await stack.start_phone("op1", ring_ms=300)
+        stack.add_member("op1")
+        # No agency phone is registered: both lines fail at once.
+        first, uniqueid = await answered_call(stack, controller, caller_number, 20000)
+        # A second caller waits: op1 is busy with the first.
+        second = asyncio.create_task(stack.call(caller_number + "9", hold_ms=4000, timeout=90))
+        await Stack.wait_for(lambda: len(joins) >= 2, 10, "second caller queued")
+
+        await forwarder.transfer(uniqueid, "damkar", actor="op1")
+        await Stack.wait_for(
+            lambda: any(j["Uniqueid"] == uniqueid for j in joins[2:]), 15,
+            "first caller back in the queue",
+        )
+        back = next(j for j in joins[2:] if j["Uniqueid"] == uniqueid)
+        # Ahead of the caller who was already waiting.
+        assert back["Position"] == "1"
+        assert (await first).ok
+        assert (await second).ok
+        assert await attempts(controller, uniqueid) == [(1, "failed"), (2, "failed")]
+
+
+async def test_conference_operator_leaves(clean_stack: Stack, config, caller_number):
+    stack = clean_stack
+    async with running_controller(config) as controller:
+        forwarder = await forwarder_for(controller)
+        await stack.start_phone("op1", ring_ms=300)
+        stack.add_member("op1")
+        await stack.start_phone("agency-fire-1", ring_ms=300)
+        call, uniqueid = await answered_call(stack, controller, caller_number, 15000)
+
+        result = await forwarder.conference(uniqueid, "damkar", actor="op1")
+        room = "sigap-" + uniqueid.replace(".", "-")
+        await Stack.wait_for(
+            lambda: stack.rx(f"confbridge list {room}").count("sigap-bridge") >= 3, 15,
+            "caller, operator and agency in the conference",
+        )
+        listing = stack.rx(f"confbridge list {room}")
+        assert "PJSIP/carrier" in listing
+        assert "PJSIP/op1" in listing
+        assert "Local/s@sigap-forward-agency" in listing
+        assert result["mode"] == "conference"
+
+        # The operator leaves; the caller and the agency stay together.
+        stack.rx(f"channel request hangup {_op1(stack)}")
+        await Stack.wait_for(
+            lambda: "PJSIP/op1" not in stack.rx(f"confbridge list {room}"), 10, "op1 left"
+        )
+        listing = stack.rx(f"confbridge list {room}")
+        assert "PJSIP/carrier" in listing
+        assert "Local/s@sigap-forward-agency" in listing
+        assert (await call).ok
+
+
+def _op1(stack: Stack) -> str:
+    for line in stack.rx("core show channels concise").splitlines():
+        if line.startswith("PJSIP/op1-"):
+            return line.split("!")[0]
+    raise AssertionError("no op1 channel")
