@@ -38,7 +38,7 @@ AUDIT_ACTOR = "escalation"
 
 @dataclass(frozen=True, slots=True)
 class EscalationCall:
-    """What the callout needs to ring an agency about one unacknowledged report.
+    """Report, agency and escalation number of one call-out about an unacknowledged report.
 
     The callout looks up the agency's lines itself, by ``agency_id`` or
     ``agency_code``. ``escalation`` counts from 1.
@@ -136,6 +136,7 @@ class EscalationWatcher:
         interval = timedelta(minutes=self.deadline_minutes(dispatch.priority))
         if now - dispatch.sent_at < interval:
             return None
+
         repeat_due = dispatch.escalated_at is None or now - dispatch.escalated_at >= interval
         if (
             dispatch.escalations >= self.max_escalations
@@ -153,6 +154,7 @@ class EscalationWatcher:
         if not marked:
             # Acknowledged, or escalated by another watcher, since the read.
             return None
+
         call = self._call_of(dispatch, dispatch.escalations + 1)
         log.warning(
             "report_escalated",
@@ -165,6 +167,7 @@ class EscalationWatcher:
         )
         self._raise_alarm(dispatch, call.escalation)
         await self._audit(call)
+
         if self.callout is not None:
             task = asyncio.create_task(
                 self._run_callout(call), name=f"escalation-callout-{dispatch.id}"

@@ -2,11 +2,11 @@
 
 The sender claims due ``pending`` rows of the outbox with a lease (see
 sigap_pbx/store/outbox.py) and POSTs each row's payload to its agency's
-``webhook_url``. Delivery is at least once: a sender stopped during an attempt, or
-a response lost on the way back, leads to the same message being sent again after
-the lease ends, with the same body and the same ``X-Sigap-Delivery`` key, so the
-receiver must drop a key it has already processed. docs/webhooks.md describes the
-headers, the signature and the retry schedule for agencies.
+``webhook_url``. Delivery is at least once. When a sender stops during an attempt,
+or a response is lost, the message is sent again after the lease ends, with the same
+body and the same ``X-Sigap-Delivery`` key, so the receiver must drop a key it has
+already processed. docs/webhooks.md describes the headers, the signature and the
+retry schedule for agencies.
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ ATTEMPT_HEADER = "X-Sigap-Attempt"
 USER_AGENT = "Sigap112-Webhook/1"
 
 ALARM_KIND = "webhook_failed"
-# Statuses that say "try again later"; every other 4xx means the request itself
-# is wrong for this receiver, and sending the same bytes again cannot help.
+# 4xx statuses that mean "try again later". Any other 4xx means the request itself
+# is wrong for this receiver, so sending the same bytes again cannot help.
 RETRY_STATUSES = frozenset({408, 425, 429})
 # Seconds added to the HTTP timeout in a claim's lease. They cover the database
 # write of the outcome, so a slow write does not let a second sender claim the row.
@@ -52,8 +52,6 @@ POLL_SECONDS = 1.0
 MAX_IN_FLIGHT = 16
 # Characters of a receiver's response body kept in ``last_error``.
 ERROR_BODY_CHARS = 200
-# Retry-After values above this many seconds are cut to the backoff maximum anyway.
-RETRY_AFTER_MAX_SECONDS = 3600
 
 
 def encode_payload(payload: dict[str, Any]) -> bytes:
@@ -123,7 +121,7 @@ def backoff_seconds(attempt: int, backoff_max: float, jitter: float) -> float:
 def _retry_after(response: aiohttp.ClientResponse) -> float | None:
     raw = response.headers.get("Retry-After", "")
     if raw.isascii() and raw.isdigit():
-        return float(min(int(raw), RETRY_AFTER_MAX_SECONDS))
+        return float(raw)
     # NOTE: the HTTP-date form of Retry-After is ignored and the backoff is used.
     return None
 

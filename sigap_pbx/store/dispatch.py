@@ -1,11 +1,11 @@
 """Reads and writes of report dispatches: the agencies' progress on a report.
 
 The report service inserts a ``report_dispatches`` row in status ``sent`` when an
-operator sends a report to an agency. From then on, only the queries here change the
-row: the agency's acknowledgement and status updates, each with a ``dispatch_events``
-row in the same transaction, and the escalation watcher's marks. Every change is a
-compare-and-set on the current status (or escalation count), so two writers racing on
-one dispatch cannot both apply a change that was valid only before the other's.
+operator sends a report to an agency. The queries here record the agency's
+acknowledgement and status updates, each with a ``dispatch_events`` row in the same
+transaction, and the escalation watcher's marks. Every change is a compare-and-set on
+the current status or escalation count. Of two writers racing on one dispatch, only
+the first applies a change that was valid before the other's.
 """
 
 from __future__ import annotations

@@ -2,9 +2,9 @@
 
 The report service inserts one ``outbox`` row per (report, agency, version) in the
 same transaction as the report change, with status ``pending``. The webhook sender
-claims due rows with a lease: the claim adds one to ``attempts`` and moves
-``next_attempt_at`` past the end of the attempt, so a sender that dies during the
-attempt leaves a row that any sender claims again once the lease ends. Outcomes are
+claims due rows with a lease. The claim adds one to ``attempts`` and moves
+``next_attempt_at`` past the end of the attempt. When a sender dies during the
+attempt, any sender claims the row again once the lease ends. Outcomes are
 written only while the row is still pending and still carries the attempt number of
 the claim, so a sender whose lease ran out cannot overwrite a newer attempt.
 """

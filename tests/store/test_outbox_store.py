@@ -29,7 +29,8 @@ async def seed(db: Database, *, url: str | None = "http://127.0.0.1:9/hook") -> 
 async def test_claim_takes_due_pending_rows(db: Database, outbox: OutboxStore) -> None:
     agency_id, report_id = await seed(db)
     due = await add_outbox(db, report_id, agency_id, version=1)
-    await add_outbox(db, report_id, agency_id, version=2, next_attempt_at=T0 + timedelta(minutes=1))
+    later = T0 + timedelta(minutes=1)
+    await add_outbox(db, report_id, agency_id, version=2, next_attempt_at=later)
     await add_outbox(db, report_id, agency_id, version=3, status="delivered")
 
     claimed = await outbox.claim_due(T0, lease_seconds=LEASE, limit=10)

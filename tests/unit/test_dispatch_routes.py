@@ -180,7 +180,8 @@ async def test_outbox_retry_requeues_failed(api: Api) -> None:
 
 
 async def test_routes_unavailable_before_start(tmp_path: Path) -> None:
-    client = TestClient(TestServer(create_app(FakeController(None, None))))  # type: ignore[arg-type]
+    app = create_app(FakeController(None, None))  # type: ignore[arg-type]
+    client = TestClient(TestServer(app))
     await client.start_server()
     try:
         dispatches = await client.get("/api/dispatches")
