@@ -263,6 +263,7 @@ COMMAND_MODULES = (
     "sigap_pbx.roster.cli",
     "sigap_pbx.roster.report_cli",
     "sigap_pbx.members.cli",
+    "sigap_pbx.agencies.cli",
 )
 
 

@@ -27,8 +27,6 @@ from sigap_pbx.store.reports import (
     REPORT_FIELDS,
     CallType,
     DispatchOutcome,
-    DispatchStatus,
-    DispatchView,
     ForwardAttemptView,
     ForwardMode,
     ForwardResult,
@@ -347,26 +345,6 @@ class ReportService:
         """Send a report to agencies, each once; see ReportStore.dispatch."""
         return await self._store.dispatch(
             report_id, agency_codes, actor=actor, at=self._clock()
-        )
-
-    async def set_dispatch_status(
-        self,
-        report_id: int,
-        agency_code: str,
-        status: str,
-        actor: str,
-        note: str = "",
-    ) -> DispatchView:
-        """Record an agency's progress on a report (acknowledged, en_route, ...)."""
-        if status not in {s.value for s in DispatchStatus}:
-            raise ReportDocumentError(
-                [
-                    f"status: {_quoted(status)} is invalid, use one of"
-                    f" {', '.join(s.value for s in DispatchStatus)}"
-                ]
-            )
-        return await self._store.set_dispatch_status(
-            report_id, agency_code, status, actor=actor, at=self._clock(), note=note
         )
 
     async def record_forward_attempt(

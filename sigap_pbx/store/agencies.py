@@ -600,10 +600,7 @@ class AgencyStore:
             )
             agency_id = (await session.execute(insert)).scalar_one()
             action = "created"
-            changed = _changed_fields(
-                AgencySpec(spec.code, "", spec.kind, webhook_secret=None, accounts=()),
-                spec,
-            )
+            changed: tuple[str, ...] = ()
         else:
             agency_id = existing.id
             await session.execute(
@@ -633,7 +630,8 @@ class AgencyStore:
             detail={
                 "code": spec.code,
                 "changed": list(changed),
-                "summary": f"agency {spec.code} {action}: {', '.join(changed)}",
+                "summary": f"agency {spec.code} {action}"
+                + (f": {', '.join(changed)} changed" if changed else ""),
             },
             at=at,
         )

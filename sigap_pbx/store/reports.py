@@ -294,9 +294,6 @@ REPORT_FIELDS = (
 EVENT_DISPATCHED = "report.dispatched"
 EVENT_UPDATED = "report.updated"
 
-# Dispatch statuses that end a dispatch; no change follows them.
-FINAL_DISPATCH_STATUSES = frozenset({DispatchStatus.RESOLVED, DispatchStatus.FALSE_ALARM})
-_DISPATCH_ORDER = list(DispatchStatus)
 
 
 class ReportNotFound(StoreError, LookupError):
@@ -579,7 +576,6 @@ def _report_row(values: Mapping[str, Any]) -> dict[str, Any]:
 _validate_category = _one_of(ReportCategory)
 _validate_call_type = _one_of(CallType)
 _validate_status = _one_of(ReportStatus)
-_validate_dispatch_status = _one_of(DispatchStatus)
 _validate_mode = _one_of(ForwardMode)
 _validate_result = _one_of(ForwardResult)
 
@@ -945,96 +941,6 @@ class ReportStore:
                 actor=actor,
             )
         return DispatchOutcome(report_id, report.version, tuple(sent), tuple(already))
-
-    async def set_dispatch_status(
-        self,
-        report_id: int,
-        agency_code: str,
-        status: str,
-        *,
-        actor: str,
-        at: datetime,
-        note: str = "",
-    ) -> DispatchView:
-        """Move a dispatch forward to `status` and record the event.
-
-        Statuses only move forward in the order sent, acknowledged, dispatched,
-        en_route, on_scene, and then resolved or false_alarm, which are final.
-        A step may be skipped. Raises ReportNotFound, AgencyNotFound or
-        DispatchRejected.
-        """
-        new = DispatchStatus(_validate_dispatch_status("status", status))
-        _key("actor", actor)
-        _aware_datetime("at", at)
-        _text("note", note)
-        async with self._db.session() as session:
-            await self._locked_report(session, _validate_id("report_id", report_id))
-            row = (
-                (
-                    await session.execute(
-                        select(REPORT_DISPATCHES)
-                        .join(AGENCIES, AGENCIES.c.id == REPORT_DISPATCHES.c.agency_id)
-                        .where(
-                            REPORT_DISPATCHES.c.report_id == report_id,
-                            AGENCIES.c.code == _key("agency", agency_code),
-                        )
-                    )
-                )
-                .mappings()
-                .one_or_none()
-            )
-            if row is None:
-                raise DispatchRejected(
-                    f"report {report_id} was not dispatched to agency {agency_code!r},"
-                    " dispatch it first"
-                )
-            old = DispatchStatus(row["status"])
-            if old in FINAL_DISPATCH_STATUSES or (
-                _DISPATCH_ORDER.index(new) <= _DISPATCH_ORDER.index(old)
-                and new not in FINAL_DISPATCH_STATUSES
-            ) or new == old:
-                raise DispatchRejected(
-                    f"dispatch of report {report_id} to {agency_code!r} is {old.value},"
-                    f" it cannot move to {new.value}: statuses only move forward and"
-                    " resolved and false_alarm are final"
-                )
-            values: dict[str, Any] = {"status": new.value, "status_at": at}
-            if row["acknowledged_at"] is None:
-                values.update(acknowledged_at=at, acknowledged_by=actor)
-            await session.execute(
-                update(REPORT_DISPATCHES)
-                .where(REPORT_DISPATCHES.c.id == row["id"])
-                .values(**values)
-            )
-            await session.execute(
-                DISPATCH_EVENTS.insert().values(
-                    dispatch_id=row["id"], status=new.value, at=at, actor=actor, note=note
-                )
-            )
-            await insert_audit(
-                session,
-                actor=actor,
-                action="report.dispatch_status",
-                subject=f"report:{report_id}",
-                detail={
-                    "report_id": report_id,
-                    "agency": agency_code,
-                    "from": old.value,
-                    "to": new.value,
-                    "note": note,
-                    "summary": f"report {report_id} at {agency_code}: {new.value}",
-                },
-                at=at,
-            )
-            dispatches = await self._dispatches(session, report_id)
-        log.info(
-            "report_dispatch_status",
-            report_id=report_id,
-            agency=agency_code,
-            status=new.value,
-            actor=actor,
-        )
-        return next(d for d in dispatches if d.agency_code == agency_code)
 
     # --- Forward attempts ----------------------------------------------------
 

@@ -227,4 +227,6 @@ ROUTE_MODULES = (
     "sigap_pbx.web.alarm_routes",
     "sigap_pbx.web.operator_routes",
     "sigap_pbx.web.dispatch_routes",
+    "sigap_pbx.web.agency_routes",
+    "sigap_pbx.web.report_routes",
 )

@@ -234,32 +234,6 @@ async def test_dispatch_rejections_write_nothing(db: Database) -> None:
         await store.dispatch(report.id, ["damkar"], actor="op1", at=AT)
 
 
-async def test_dispatch_status_moves_forward(db: Database) -> None:
-    await add_agencies(db)
-    store = ReportStore(db)
-    report = await store.create_report(REPORT, actor="op1", at=AT)
-    await store.dispatch(report.id, ["damkar"], actor="op1", at=AT)
-
-    acknowledged = await store.set_dispatch_status(
-        report.id, "damkar", "acknowledged", actor="damkar.piket", at=AT
-    )
-    on_scene = await store.set_dispatch_status(
-        report.id, "damkar", "on_scene", actor="damkar.piket", at=AT, note="unit 3"
-    )
-
-    assert acknowledged.acknowledged_by == "damkar.piket"
-    assert on_scene.status == "on_scene"
-    assert [(e.status, e.note) for e in on_scene.events] == [
-        ("sent", ""),
-        ("acknowledged", ""),
-        ("on_scene", "unit 3"),
-    ]
-    with pytest.raises(DispatchRejected, match="only move forward"):
-        await store.set_dispatch_status(
-            report.id, "damkar", "en_route", actor="damkar.piket", at=AT
-        )
-
-
 async def test_list_filters(db: Database) -> None:
     store = ReportStore(db)
     calls = CallStore(db)
