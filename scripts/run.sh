@@ -44,6 +44,12 @@ while [ "$stopping" = 0 ]; do
     status=0
     wait "$controller" || status=$?
     [ "$stopping" = 0 ] || break
+    if [ "$status" = 0 ]; then
+        # A clean exit is a stop someone asked for (SIGINT or SIGTERM to the
+        # controller alone, for example when this shell ignores SIGINT).
+        log "the controller stopped cleanly; stopping Asterisk too"
+        exit 0
+    fi
     if [ "$status" = 1 ] || [ "$status" = 2 ]; then
         # A configuration or start-up error: starting again would fail the same way.
         log "the controller could not start (exit $status); see the error above"

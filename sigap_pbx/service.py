@@ -174,7 +174,9 @@ class Controller:
             clock=self.clock,
             action_timeout=config.ami.action_timeout,
         )
-        operators = {op.endpoint for op in config.sip.operators}
+        # Supervisors can be rostered and take calls too, so they log in and pause
+        # like operators.
+        operators = {op.endpoint for op in config.sip.operators} | {config.sip.supervisor.endpoint}
         timeout = config.ami.action_timeout
         self.alarms = AlarmBoard(AlarmStore(self.db), clock=self.clock,
                                  audit=self.rosters.audit)

@@ -280,6 +280,11 @@ class AmiClient:
             await listener()
         except asyncio.CancelledError:
             raise
+        except AmiActionFailed as exc:
+            # Common right after Asterisk starts, before app_queue has loaded
+            # ("Invalid/unknown command: QueueStatus"): no traceback, just retry.
+            log.warning("ami_connect_listener_failed", listener=repr(listener), error=str(exc))
+            raise AmiError(f"session set-up failed: {exc}") from exc
         except Exception as exc:
             log.exception("ami_connect_listener_failed", listener=repr(listener))
             raise AmiError(f"session set-up failed: {type(exc).__name__}: {exc}") from exc

@@ -256,11 +256,16 @@ class MembershipManager:
         self.clock = clock
         self.action_timeout = action_timeout
         self.applied: ShiftKey | None = None
+        # The value of `applied` in AstDB, which lags it after a renaming edit.
+        self._stored_applied: ShiftKey | None = None
         self.leaving: set[tuple[str, str]] = set()
         # The shift whose boundary `leaving` was computed for, and the slots the
         # previous pass wanted filled.
         self._leaving_for: ShiftKey | None = None
         self._desired_last: set[tuple[str, str]] = set()
+        # The roster of the last pass, and shifts renamed by an edit: new key -> old key.
+        self._previous_roster: Roster | None = None
+        self._aliases: dict[ShiftKey, ShiftKey] = {}
         self.last_plan: Plan | None = None
         self.last_error: str | None = None
         self.roster_version: int | None = None
@@ -333,11 +338,39 @@ class MembershipManager:
                 log.info("membership_reconciled", reason=reason, version=version, **plan.to_dict())
             return plan
 
+    def _follow_edit(self, roster: Roster, now: datetime, current: ShiftKey) -> None:
+        """Treat a saved edit that renames or re-times the shift in force as no boundary.
+
+        The previous roster tells whether time or the edit moved the shift in force:
+        if the previous roster still puts `applied` in force now, only the edit did.
+        The old shift's overrides then keep holding under the new name.
+        """
+        previous = self._previous_roster
+        self._previous_roster = roster
+        if previous is None or previous is roster or self.applied in (None, current):
+            return
+        try:
+            shift_date, shift = shift_at(previous.rotation, now, self.zone)
+        except RosterError:
+            return
+        if ShiftKey(shift_date, shift.name) != self.applied:
+            return
+        log.info("shift_in_force_renamed", old=str(self.applied), new=str(current))
+        self._aliases[current] = self.applied
+        self.applied = current
+        self._leaving_for = current
+
     async def _plan(self, roster: Roster, now: datetime) -> Plan:
         current, keys = shifts_in_force(roster, now, self.zone, self.overlap)
+        # NOTE: a controller restarted after such an edit has no previous roster, so
+        # it carries out the boundary and the old name's overrides no longer apply.
+        self._follow_edit(roster, now, current)
         desired: dict[tuple[str, str], Placement] = {}
         for key in keys:
             overrides = await self.overrides.list_overrides(key)
+            alias = self._aliases.get(key)
+            if alias is not None:
+                overrides = [*await self.overrides.list_overrides(alias), *overrides]
             for slot, placement in placements_for_shift(
                 roster, key, overrides, self.primary_queue, self.backup_queue
             ).items():
@@ -407,7 +440,9 @@ class MembershipManager:
         for member in plan.deferred:
             log.info("membership_removal_deferred", queue=member.queue, endpoint=member.endpoint,
                      cause="on a call")
-        if plan.shift is not None and self.applied != plan.shift and not self.leaving:
+        if plan.shift is not None and not self.leaving and (
+            self.applied != plan.shift or self._stored_applied != plan.shift
+        ):
             await self._store_applied(plan.shift)
 
     # Operator actions ---------------------------------------------------------------
@@ -559,11 +594,13 @@ class MembershipManager:
             )
         except AmiActionFailed:
             self.applied = None
+            self._stored_applied = None
             return
         value = ""
         for item in getattr(response, "events", []):
             value = item.get("Val") or value
         self.applied = ShiftKey.parse(value)
+        self._stored_applied = self.applied
 
     async def _store_applied(self, key: ShiftKey) -> None:
         await self.ami.action(
@@ -572,6 +609,7 @@ class MembershipManager:
             timeout=self.action_timeout,
         )
         self.applied = key
+        self._stored_applied = key
         log.info("shift_boundary_done", shift=str(key))
 
     async def _import_fallbacks(self) -> None:

@@ -202,6 +202,27 @@ async def errors_as_json(request: web.Request, handler: Any) -> web.StreamRespon
         return ApiError(
             405, "method_not_allowed", f"{request.method} is not allowed on {request.path}"
         ).response()
+    except web.HTTPRequestEntityTooLarge:
+        return ApiError(
+            413, "body_too_large",
+            "request body is larger than the 1 MiB limit; send a smaller body",
+        ).response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = exc.reason.lower().replace(" ", "_") if exc.reason else "http_error"
+        return ApiError(exc.status, code, exc.text or exc.reason).response()
+    except RecursionError:
+        return ApiError(
+            400, "invalid_json", "request body is nested too deeply; flatten it"
+        ).response()
+    except Exception:
+        # Unexpected: log it with the request, and answer in the API's format.
+        log.exception("api_request_failed", method=request.method, path=request.path)
+        return ApiError(
+            500, "internal_error",
+            "the server failed on this request; the controller log has the details",
+        ).response()
 
 
 def create_app(controller: Controller) -> web.Application:

@@ -90,10 +90,15 @@ async def operator_action(request: web.Request) -> web.Response:
             await actions.logout(endpoint, actor)
         elif action == "pause":
             reason = body.get("reason")
-            if not isinstance(reason, str):
+            if reason is None:
                 raise ApiError(
                     400, "missing_reason",
                     f"body field reason is missing, use one of {', '.join(PAUSE_REASONS)}",
+                )
+            if not isinstance(reason, str):
+                raise ApiError(
+                    400, "invalid_reason",
+                    f"reason {reason!r} is not text, use one of {', '.join(PAUSE_REASONS)}",
                 )
             await actions.pause(endpoint, reason, actor)
         elif action == "unpause":

@@ -517,3 +517,53 @@ async def test_operator_action_rejects_bad_endpoint() -> None:
     setup = Setup(make_roster(), local(DAY, 10))
     with pytest.raises(ValueError, match="endpoint"):
         await setup.manager.operator_action("op1,x", "login", actor="api", source="api")
+
+
+def renamed_roster(base: Roster) -> Roster:
+    """The same crews with the shifts renamed and started 30 minutes later."""
+    pattern = ShiftPattern(
+        "renamed",
+        (
+            ShiftDef("pagi", time(7, 30), 8, 1),
+            ShiftDef("siang", time(15, 30), 8, 1),
+            ShiftDef("malam", time(23, 30), 8, 1),
+        ),
+    )
+    rotation = Rotation(pattern, base.rotation.crews, base.rotation.anchor)
+    return Roster(base.operators, rotation, base.exceptions)
+
+
+async def test_renaming_edit_is_no_boundary() -> None:
+    setup = Setup(make_roster(), local(DAY, 10))
+    await setup.manager.reconcile("test")
+    setup.asterisk.add_by_hand(PRIMARY, "op1")
+    await setup.manager.operator_action("op4", "logout", actor="op4", source="feature_code")
+    await setup.manager.operator_action("op7", "login", actor="op7", source="feature_code")
+
+    setup.roster = renamed_roster(make_roster())
+    setup.version = 2
+    plan = await setup.manager.reconcile("test")
+    assert plan is not None
+    assert not plan.boundary
+    # The member added by hand stays, and both overrides still hold.
+    assert setup.asterisk.queue(PRIMARY) == {"op1": 0, "op3": 0, "spv1": 10, "op7": 0}
+    assert setup.asterisk.astdb[("sigap/roster", "applied_shift")] == "2026-12-04/pagi"
+
+    # The renamed shift's real end is still a boundary.
+    setup.clock.now = local(DAY, 15, 30, 1)
+    plan = await setup.manager.reconcile("test")
+    assert plan is not None and plan.boundary
+    assert setup.asterisk.queue(PRIMARY) == {"op5": 0, "op6": 5}
+
+
+async def test_edit_across_real_boundary_is_boundary() -> None:
+    setup = Setup(make_roster(), local(DAY, 14, 50))
+    await setup.manager.reconcile("test")
+    setup.asterisk.add_by_hand(PRIMARY, "op1")
+    # Time passes the old pattern's 15:00 boundary while the edit is saved.
+    setup.clock.now = local(DAY, 15, 40)
+    setup.roster = renamed_roster(make_roster())
+    setup.version = 2
+    plan = await setup.manager.reconcile("test")
+    assert plan is not None and plan.boundary
+    assert "op1" not in setup.asterisk.queue(PRIMARY)

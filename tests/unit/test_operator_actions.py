@@ -240,3 +240,30 @@ async def test_api_lists_operators(client) -> None:
 async def test_api_membership_snapshot(client) -> None:
     response = await client.get("/api/membership")
     assert (await response.json())["applied_shift"] == "2026-12-04/day"
+
+
+async def test_api_errors_are_json() -> None:
+    from sigap_pbx.web.app import ApiError
+
+    async def crash(request: web.Request) -> web.Response:
+        raise RuntimeError("boom")
+
+    async def deep(request: web.Request) -> web.Response:
+        await request.json()
+        raise ApiError(400, "unexpected", "parsed")
+
+    app = web.Application(middlewares=[errors_as_json])
+    app.router.add_get("/crash", crash)
+    app.router.add_post("/deep", deep)
+    async with TestClient(TestServer(app)) as client:
+        response = await client.get("/crash")
+        assert response.status == 500
+        assert (await response.json())["error"]["code"] == "internal_error"
+
+        response = await client.post("/deep", data="[" * 100_000 + "]" * 100_000)
+        assert response.status == 400
+        assert (await response.json())["error"]["code"] == "invalid_json"
+
+        response = await client.post("/deep", data="x" * (2 * 1024 * 1024))
+        assert response.status == 413
+        assert (await response.json())["error"]["code"] == "body_too_large"
