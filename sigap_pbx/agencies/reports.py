@@ -392,7 +392,8 @@ class ReportService:
         answered_at: datetime | None = None,
         ended_at: datetime | None = None,
     ) -> ForwardAttemptView:
-        """Store how an attempt went on; `seconds` follows from answer and end."""
+        """Store an attempt's result, channel and times; `seconds` becomes the talk
+        time once both `answered_at` and `ended_at` are set."""
         return await self._store.update_forward_attempt(
             attempt_id,
             result=None if result is None else str(result),
