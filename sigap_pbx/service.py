@@ -17,6 +17,13 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from sigap_pbx.agencies.callout import CalloutMessage, ReportAcknowledgeLine
+from sigap_pbx.agencies.directory import AgencyService
+from sigap_pbx.agencies.dispatch import DispatchService
+from sigap_pbx.agencies.escalation import EscalationCall, EscalationWatcher
+from sigap_pbx.agencies.forwarding import AgencyRoute, Forwarder, line_target
+from sigap_pbx.agencies.reports import ReportService
+from sigap_pbx.agencies.webhooks import WebhookSender
 from sigap_pbx.agi.server import FastAgiServer
 from sigap_pbx.alarms import AlarmBoard
 from sigap_pbx.ami.client import AmiClient, AmiError
@@ -40,9 +47,13 @@ from sigap_pbx.roster.schedule import shift_at
 from sigap_pbx.roster.service import RosterService
 from sigap_pbx.store import CallStore, Database, MemberStore
 from sigap_pbx.store.alarms import AlarmStore
+from sigap_pbx.store.dispatch import DispatchNotFound, DispatchStore
+from sigap_pbx.store.forwarding import ForwardStore
+from sigap_pbx.store.outbox import OutboxStore
 from sigap_pbx.store.shifts import ShiftStore
 from sigap_pbx.web.app import create_app
 from sigap_pbx.wire.ami import Event
+from sigap_pbx.wire.errors import DialStringError
 
 log = structlog.get_logger(__name__)
 
@@ -129,6 +140,13 @@ class Controller:
         self.coverage: CoverageGuard | None = None
         self.member_events: MemberEventRecorder | None = None
         self.shift_reports: ShiftReporter | None = None
+        self.agencies: AgencyService | None = None
+        self.reports: ReportService | None = None
+        self.dispatches: DispatchService | None = None
+        self.webhooks: WebhookSender | None = None
+        self.escalation: EscalationWatcher | None = None
+        self.forwarder: Forwarder | None = None
+        self.forward_store: ForwardStore | None = None
         self.web_runner: web.AppRunner | None = None
         self.web_port: int | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -202,6 +220,8 @@ class Controller:
             timeout=config.ami.action_timeout,
         )
 
+        self._start_agencies()
+
         # Listening sockets first: a port in use is a start-up error to report now,
         # before any background task runs.
         features = OperatorFeatures(
@@ -213,6 +233,12 @@ class Controller:
         )
         self.agi.route("operator/login", features.login)
         self.agi.route("operator/logout", features.logout)
+        acknowledge_line = ReportAcknowledgeLine(
+            self._describe_dispatch, self.dispatches.acknowledge, self.paths,
+            token=self._agi_token,
+        )
+        self.agi.route("report/acknowledge", acknowledge_line.handle,
+                       timeout=acknowledge_line.script_seconds())
         await self._listen("agi", config.agi.host, config.agi.port, self.agi.start)
         await self._listen("web", config.web.host, config.web.port, self._start_web)
 
@@ -225,6 +251,7 @@ class Controller:
         self.ami.add_event_listener(self.missed.on_event)
         self.ami.add_event_listener(self.member_events.on_event)
         self.ami.add_event_listener(self._evaluate_coverage)
+        self.ami.add_event_listener(self.forwarder.on_event)
         self.ami.add_event_listener(self.operator_actions.on_event)
         self.ami.add_connect_listener(self._on_ami_session)
         self.ami.add_disconnect_listener(self.live.mark_unsynced)
@@ -235,6 +262,9 @@ class Controller:
         self._spawn(self.membership.run(config.roster.reconcile_seconds), "membership-loop")
         self._spawn(self._coverage_loop(), "coverage-loop")
         self._spawn(self.shift_reports.run(), "shift-reports")
+        self._spawn(self.webhooks.run(), "webhook-sender")
+        self._spawn(self.escalation.run(), "escalation-watcher")
+        self._spawn(self._agency_lines_loop(), "agency-lines")
         log.info(
             "controller_started",
             database=self.db.url,
@@ -258,6 +288,10 @@ class Controller:
             self.web_runner = None
         # Members still in wrap-up are unpaused now rather than left paused.
         await self.wrapup.stop()
+        if self.escalation is not None:
+            await self.escalation.stop()
+        if self.forwarder is not None:
+            await self.forwarder.stop()
         if self.health_guard is not None:
             await self.health_guard.stop()
         if self.missed is not None:
@@ -275,6 +309,8 @@ class Controller:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.webhooks is not None:
+            await self.webhooks.close()
         if self.db is not None:
             await self.db.close()
         log.info("controller_stopped")
@@ -380,6 +416,90 @@ class Controller:
             queues=len(self.live.queues),
             channels=len(channels.events),
             calls_ended_during_gap=len(gone),
+        )
+
+    # Agencies ------------------------------------------------------------------------
+
+    def _start_agencies(self) -> None:
+        assert self.db is not None and self.rosters is not None and self.alarms is not None
+        config = self.config
+        self.agencies = AgencyService(self.db, config, clock=self.clock)
+        self.reports = ReportService(self.db, config, clock=self.clock)
+        self.dispatches = DispatchService(
+            self.db, self.rosters.audit, self.clock, alarms=self.alarms
+        )
+        self.webhooks = WebhookSender.from_config(
+            OutboxStore(self.db), config.agencies, alarms=self.alarms, clock=self.clock
+        )
+        self.forward_store = ForwardStore(self.db)
+        self.forwarder = Forwarder(
+            self.ami, self._agency_routes, self.forward_store, audit=self.rosters.audit,
+            clock=self.clock, action_timeout=config.ami.action_timeout,
+        )
+        self.escalation = EscalationWatcher(
+            DispatchStore(self.db), config.agencies, self.alarms, self._escalation_callout,
+            self.clock, audit=self.rosters.audit,
+        )
+
+    async def _agency_routes(self) -> list[AgencyRoute]:
+        """Return every active agency's lines staffed now, as PJSIP targets."""
+        assert self.agencies is not None
+        trunk = self.config.sip.trunks[0].name
+        routes = []
+        for agency in await self.agencies.list_agencies(active=True):
+            if not agency.dial_code:
+                continue
+            targets = []
+            for line in self.agencies.lines_for(agency):
+                try:
+                    targets.append(line_target(str(line.kind), line.target, trunk))
+                except DialStringError as exc:
+                    log.error("agency_line_invalid", agency=agency.code, error=str(exc))
+            routes.append(AgencyRoute(agency.id, agency.code, agency.dial_code, agency.name,
+                                      tuple(targets)))
+        return routes
+
+    async def publish_agency_lines(self) -> None:
+        """Write the agencies' lines into AstDB now, after an edit or a new session."""
+        assert self.forwarder is not None
+        await self.forwarder.publish()
+
+    async def _agency_lines_loop(self) -> None:
+        # Lines have staffed hours, so the published list changes with the time of day.
+        while True:
+            if self.ami.connected:
+                try:
+                    await self.publish_agency_lines()
+                except asyncio.CancelledError:
+                    raise
+                except AmiError as exc:
+                    log.warning("agency_lines_publish_failed", error=str(exc))
+                except Exception:
+                    log.exception("agency_lines_publish_failed")
+            await asyncio.sleep(60)
+
+    async def _escalation_callout(self, call: EscalationCall) -> None:
+        assert self.forwarder is not None
+        if call.agency_code not in {r.code for r in self.forwarder.routes.values()}:
+            await self.publish_agency_lines()
+        await self.forwarder.callout(
+            agency=call.agency_code, dispatch_id=call.dispatch_id, report_id=call.report_id
+        )
+
+    async def _describe_dispatch(self, dispatch_id: int) -> CalloutMessage | None:
+        assert self.dispatches is not None
+        try:
+            dispatch = await self.dispatches.get(dispatch_id)
+        except DispatchNotFound:
+            return None
+        location = ", ".join(
+            part for part in (dispatch.location_text, dispatch.kelurahan, dispatch.kecamatan)
+            if part
+        )
+        return CalloutMessage(
+            dispatch_id=dispatch.id, report_id=dispatch.report_id,
+            agency_code=dispatch.agency_code, agency_name=dispatch.agency_name,
+            category=str(dispatch.category), priority=dispatch.priority, location=location,
         )
 
     # Coverage ------------------------------------------------------------------------

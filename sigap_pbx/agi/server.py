@@ -57,16 +57,20 @@ class AgiSession:
     def arg(self, index: int) -> str:
         return self.env.get(f"agi_arg_{index}", "")
 
-    async def command(self, *words: str) -> AgiReply:
-        """Send one command and return its reply; raise AgiError for 510/511/520."""
+    async def command(self, *words: str, timeout: float | None = None) -> AgiReply:
+        """Send one command and return its reply; raise AgiError for 510/511/520.
+
+        `timeout` replaces the session's command timeout for a command that lasts,
+        such as playing a message or waiting for a digit.
+        """
         self._writer.write(format_command(*words))
         await self._writer.drain()
+        limit = self.command_timeout if timeout is None else timeout
         try:
-            reply = await asyncio.wait_for(self._next_reply(), self.command_timeout)
+            reply = await asyncio.wait_for(self._next_reply(), limit)
         except TimeoutError:
             raise AgiError(
-                f"AGI command {' '.join(words[:2])} got no reply within "
-                f"{self.command_timeout:g} s"
+                f"AGI command {' '.join(words[:2])} got no reply within {limit:g} s"
             ) from None
         return check_reply(reply)
 
@@ -124,15 +128,18 @@ class FastAgiServer:
         self.environment_timeout = environment_timeout
         self.command_timeout = command_timeout
         self.script_timeout = script_timeout
-        self._routes: dict[str, AgiHandler] = {}
+        self._routes: dict[str, tuple[AgiHandler, float]] = {}
         self._server: asyncio.Server | None = None
         self._problems = _RateLimitedLog()
         self.connections = 0
         self.rejected_connections = 0
 
-    def route(self, script: str, handler: AgiHandler) -> None:
-        """Serve `agi://host:port/<script>` with `handler`."""
-        self._routes[script.strip("/")] = handler
+    def route(self, script: str, handler: AgiHandler, *, timeout: float | None = None) -> None:
+        """Serve `agi://host:port/<script>` with `handler`, within `timeout` seconds
+        (the server's script timeout when None)."""
+        self._routes[script.strip("/")] = (
+            handler, self.script_timeout if timeout is None else timeout
+        )
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._serve, self.host, self.port)
@@ -194,7 +201,7 @@ class FastAgiServer:
 
     async def _dispatch(self, session: AgiSession) -> None:
         script = session.script.strip("/")
-        handler = self._routes.get(script)
+        handler, script_timeout = self._routes.get(script, (None, self.script_timeout))
         with structlog.contextvars.bound_contextvars(
             agi_script=script,
             uniqueid=session.env.get("agi_uniqueid"),
@@ -205,9 +212,9 @@ class FastAgiServer:
                 return
             started = time.perf_counter()
             try:
-                await asyncio.wait_for(handler(session), self.script_timeout)
+                await asyncio.wait_for(handler(session), script_timeout)
             except TimeoutError:
-                log.error("fastagi_script_timeout", timeout=self.script_timeout)
+                log.error("fastagi_script_timeout", timeout=script_timeout)
             except AgiError as exc:
                 log.warning("fastagi_command_failed", error=str(exc))
             except OSError:

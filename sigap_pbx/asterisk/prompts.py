@@ -71,6 +71,14 @@ def _speak(text: str, target: Path, speed: int) -> None:
     raw.unlink()
 
 
+def synthesize(text: str, target: Path, speed: int = DEFAULT_SPEED) -> Path:
+    """Speak `text` in Indonesian into `target`, an 8 kHz WAV that Asterisk plays."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    _speak(text, target, speed)
+    target.chmod(0o644)
+    return target
+
+
 def prompt_seconds(path: Path) -> float:
     """Return the length of a WAV prompt in seconds."""
     with wave.open(str(path)) as handle:

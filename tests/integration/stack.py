@@ -142,9 +142,17 @@ class Stack:
         target.write_text(text)
         return target
 
-    async def start_phone(self, endpoint: str, *, ring_ms: int = 1000) -> asyncio.subprocess.Process:
-        """Register `endpoint` and answer its calls after `ring_ms` (a huge value never answers)."""
-        answer = self._scenario("phone-answer.xml", {'timeout="1000"': f'timeout="{ring_ms}"'})
+    async def start_phone(
+        self, endpoint: str, *, ring_ms: int = 1000, presses_1: bool = False
+    ) -> asyncio.subprocess.Process:
+        """Register `endpoint` and answer its calls after `ring_ms` (a huge value never
+        answers). With `presses_1`, it answers at once and sends DTMF 1 after 2.5 s."""
+        if presses_1:
+            answer = SIPP_DIR / "phone-answer-dtmf.xml"
+        else:
+            answer = self._scenario(
+                "phone-answer.xml", {'timeout="1000"': f'timeout="{ring_ms}"'}
+            )
         port = next_port()
         proc = await asyncio.create_subprocess_exec(
             "sipp", "-sf", str(SIPP_DIR / "phone-register.xml"), "-oocsf", str(answer),
