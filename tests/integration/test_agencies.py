@@ -5,42 +5,26 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sigap_pbx.agencies.forwarding import AgencyRoute, Forwarder
-from sigap_pbx.store import Database
 from sigap_pbx.store.forwarding import ForwardStore
 from tests.integration.stack import Stack, running_controller
+from tests.integration.test_shifts import TestClock, controller_at
 
-FIRE = AgencyRoute(
-    agency_id=1, code="damkar", dial_code="1", name="Damkar",
-    targets=("agency-fire-1", "agency-fire-2"),
-)
-
-
-async def seed_agency(db: Database) -> None:
-    from datetime import UTC, datetime
-
-    from sigap_pbx.store.agencies import Agency
-
-    now = datetime.now(UTC)
-    async with db.session() as session:
-        await session.execute(
-            Agency.__table__.insert().values(
-                id=1, code="damkar", dial_code="1", name="Damkar", kind="fire",
-                active=True, sample=False, created_at=now, updated_at=now,
-            )
-        )
+DIRECTORY = """
+agencies:
+  - code: damkar
+    dial_code: "1"
+    name: Damkar
+    kind: fire
+    lines:
+      - {priority: 1, kind: endpoint, target: agency-fire-1}
+      - {priority: 2, kind: endpoint, target: agency-fire-2}
+"""
 
 
-async def forwarder_for(controller: Any) -> Forwarder:
-    await seed_agency(controller.db)
-
-    async def routes() -> list[AgencyRoute]:
-        return [FIRE]
-
-    forwarder = Forwarder(controller.ami, routes, ForwardStore(controller.db))
-    controller.ami.add_event_listener(forwarder.on_event)
-    await forwarder.publish()
-    return forwarder
+async def forwarder_for(controller: Any) -> Any:
+    await controller.agencies.import_yaml(DIRECTORY, actor="test")
+    await controller.publish_agency_lines()
+    return controller.forwarder
 
 
 async def answered_call(stack: Stack, controller: Any, caller_number: str, hold_ms: int):
@@ -176,3 +160,36 @@ def _op1(stack: Stack) -> str:
         if line.startswith("PJSIP/op1-"):
             return line.split("!")[0]
     raise AssertionError("no op1 channel")
+
+
+async def test_escalation_callout_acknowledged_by_dtmf(clean_stack: Stack, config):
+    from datetime import UTC, datetime, timedelta
+
+    stack = clean_stack
+    clock = TestClock(datetime.now(UTC))
+    async with controller_at(config, clock) as controller:
+        await forwarder_for(controller)
+        await stack.start_phone("agency-fire-1", presses_1=True)
+        report = await controller.reports.create(
+            {"category": "fire", "call_type": "emergency", "priority": 1,
+             "location_text": "Jalan Gajah Mada 12", "description": "Asap dari ruko"},
+            actor="op1",
+        )
+        await controller.reports.dispatch(report.id, ["damkar"], actor="op1")
+
+        # Priority 1 must be acknowledged within 2 minutes; it was not.
+        clock.now += timedelta(minutes=3)
+        await controller.escalation.check()
+        alarms = controller.alarms.snapshot()
+        assert any(a["kind"] == "report_unacknowledged" for a in alarms)
+
+        async def acknowledged() -> bool:
+            dispatch = await controller.dispatches.find(report.id, "damkar")
+            return dispatch.status == "acknowledged"
+
+        await Stack.wait_for(acknowledged, 40, "report acknowledged by pressing 1")
+        dispatch = await controller.dispatches.find(report.id, "damkar")
+        assert dispatch.acknowledged_by == "phone:damkar"
+        assert dispatch.escalations == 1
+        rows = await ForwardStore(controller.db).list_attempts(report_id=report.id)
+        assert [(row.mode, row.line_priority) for row in rows][:1] == [("escalation", 1)]
