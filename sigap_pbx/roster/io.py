@@ -47,6 +47,12 @@ MAX_REPORTED_PROBLEMS = 50
 # The same rule as EndpointName in sigap_pbx.config, so that a roster cannot name
 # an endpoint that the configuration could never declare.
 ENDPOINT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+# Names of operators, crews, shifts and the pattern are printed on terminals and
+# written to CSV files, so they may not contain control characters (C0, DEL and
+# C1, which include the terminal escape ESC). The length limit is that of
+# DisplayName in sigap_pbx.config.
+MAX_NAME_LENGTH = 64
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 ROLES = tuple(role.value for role in Role)
 EXCEPTION_TYPES = ("leave", "swap", "extra_cover")
@@ -222,8 +228,9 @@ class _Reader:
     so that one pass over a document reports every bad field.
     """
 
-    def __init__(self, locate: Locate) -> None:
+    def __init__(self, locate: Locate, *, check_names: bool = True) -> None:
         self.locate = locate
+        self.check_names = check_names
         self.problems: list[str] = []
 
     def fail(self, path: DocumentPath, message: str) -> None:
@@ -277,6 +284,28 @@ class _Reader:
             self.fail(path, f"{_quoted(value)} has spaces around it, remove them")
             return None
         return value
+
+    def name(self, value: Any, path: DocumentPath) -> str | None:
+        """Check a name: text without control characters, at most MAX_NAME_LENGTH long."""
+        text = self.text(value, path)
+        if text is None or not self.check_names:
+            return text
+        control = CONTROL_CHARACTERS.search(text)
+        if control is not None:
+            self.fail(
+                path,
+                f"{_quoted(text)} contains the control character"
+                f" U+{ord(control.group()):04X}, remove it",
+            )
+            return None
+        if len(text) > MAX_NAME_LENGTH:
+            self.fail(
+                path,
+                f"{_quoted(text)} is {len(text)} characters long, shorten it to at"
+                f" most {MAX_NAME_LENGTH}",
+            )
+            return None
+        return text
 
     def endpoint(self, value: Any, path: DocumentPath) -> str | None:
         text = self.text(value, path)
@@ -334,8 +363,13 @@ class _Reader:
         if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             try:
                 return date.fromisoformat(value)
-            except ValueError:
-                pass
+            except ValueError as error:
+                self.fail(
+                    path,
+                    f"{_quoted(value)} is not a valid date ({error}),"
+                    " correct the year, month or day",
+                )
+                return None
         self.fail(path, f"{_quoted(value)} is not a date, write it as YYYY-MM-DD")
         return None
 
@@ -371,7 +405,7 @@ def _read_operator(reader: _Reader, value: Any, path: DocumentPath) -> Operator 
         return None
     before = len(reader.problems)
     endpoint = reader.endpoint(item["endpoint"], (*path, "endpoint"))
-    name = reader.text(item["name"], (*path, "name"))
+    name = reader.name(item["name"], (*path, "name"))
     role = item.get("role", Role.OPERATOR.value)
     if role not in ROLES:
         reader.fail(
@@ -402,7 +436,7 @@ def _read_crew(
     item = reader.mapping(value, path, CREW_KEYS, (), "a crew")
     if item is None:
         return None
-    name = reader.text(item["name"], (*path, "name"))
+    name = reader.name(item["name"], (*path, "name"))
     members_value = item["members"]
     if not isinstance(members_value, list):
         reader.fail(
@@ -424,12 +458,30 @@ def _read_shift(reader: _Reader, value: Any, path: DocumentPath) -> ShiftDef | N
     if item is None:
         return None
     before = len(reader.problems)
-    name = reader.text(item["name"], (*path, "name"))
+    name = reader.name(item["name"], (*path, "name"))
     start = reader.clock(item["start"], (*path, "start"))
     hours = reader.number(item["hours"], (*path, "hours"))
+
+    # ShiftDef checks these ranges too, but it runs only once every field is
+    # valid, so they are checked here to report them with the other fields.
+    if hours is not None and not 0 < hours <= 24:
+        reader.fail(
+            (*path, "hours"),
+            f"{hours:g} is out of range, use more than 0 and at most 24",
+        )
+    elif hours is not None and abs(hours * 60 - round(hours * 60)) > 1e-9:
+        reader.fail(
+            (*path, "hours"),
+            f"{hours:g} is not a whole number of minutes, round it to the minute",
+        )
+
     minimum = reader.whole_number(
         item["minimum_operators"], (*path, "minimum_operators")
     )
+    if minimum is not None and minimum < 0:
+        reader.fail(
+            (*path, "minimum_operators"), f"{minimum} is negative, use 0 or more"
+        )
     if len(reader.problems) > before:
         return None
     return reader.build(
@@ -678,13 +730,16 @@ def roster_from_dict(
     *,
     known_endpoints: Collection[str] | None = None,
     locate: Locate = format_path,
+    check_names: bool = True,
 ) -> Roster:
     """Read a roster document, raising RosterDocumentError with every problem.
 
     When `known_endpoints` is given, every operator's endpoint must be one of
     them. `locate` turns a document path into the location shown in messages.
+    `check_names` false accepts names with control characters or over
+    MAX_NAME_LENGTH, which versions saved before that rule may contain.
     """
-    reader = _Reader(locate)
+    reader = _Reader(locate, check_names=check_names)
     top = reader.mapping(data, (), TOP_KEYS, TOP_OPTIONAL, "a roster")
     if top is None:
         raise RosterDocumentError(reader.problems)
@@ -698,7 +753,7 @@ def roster_from_dict(
     )
     pattern_name = shifts = None
     if pattern_item is not None:
-        pattern_name = reader.text(pattern_item["name"], ("pattern", "name"))
+        pattern_name = reader.name(pattern_item["name"], ("pattern", "name"))
         shifts = _read_list(
             reader, pattern_item["shifts"], ("pattern", "shifts"), _read_shift, "shifts"
         )
@@ -760,7 +815,8 @@ def operator_from_dict(data: Any, *, path: DocumentPath = ("operator",)) -> Oper
     """Read one operator in its document form, raising RosterDocumentError."""
     reader = _Reader(format_path)
     operator = _read_operator(reader, data, path)
-    if operator is None:
+    # An unknown key is a problem that still returns the operator.
+    if operator is None or reader.problems:
         raise RosterDocumentError(reader.problems)
     return operator
 
@@ -771,12 +827,17 @@ def exception_from_dict(
     """Read one roster exception in its document form, raising RosterDocumentError."""
     reader = _Reader(format_path)
     change = _read_exception(reader, data, path)
-    if change is None:
+    # An unknown key is a problem that still returns the exception.
+    if change is None or reader.problems:
         raise RosterDocumentError(reader.problems)
     return change
 
 
 # --- YAML --------------------------------------------------------------------
+
+
+# Lists and mappings nested deeper than this are a YAML error.
+MAX_YAML_DEPTH = 50
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -790,6 +851,17 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         seen: set[Any] = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                # A complex key (`? [a, b]`) is a list or mapping, which no
+                # document key can be.
+                raise yaml.constructor.ConstructorError(
+                    "while reading a mapping",
+                    node.start_mark,
+                    f"found a {type(key).__name__} as a key, write the key as text",
+                    key_node.start_mark,
+                ) from None
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     "while reading a mapping",
@@ -799,6 +871,38 @@ class _UniqueKeyLoader(yaml.SafeLoader):
                 )
             seen.add(key)
         return super().construct_mapping(node, deep=deep)
+
+    def construct_yaml_timestamp(self, node: yaml.ScalarNode) -> Any:
+        """Construct a date or time, or keep the text of an impossible one.
+
+        SafeLoader raises a bare ValueError for an unquoted 2026-02-30. Kept as
+        text, the date is reported at its place in the document, like a quoted one.
+        """
+        try:
+            return super().construct_yaml_timestamp(node)
+        except ValueError:
+            return self.construct_scalar(node)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        # PyYAML's composer and constructor recurse once per level of nesting, so
+        # a deeply nested file would raise RecursionError. A roster needs four.
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(
+                    None,
+                    None,
+                    f"lists or mappings nested more than {MAX_YAML_DEPTH} deep",
+                    self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+        finally:
+            self._depth -= 1
+
+
+_UniqueKeyLoader.add_constructor(
+    "tag:yaml.org,2002:timestamp", _UniqueKeyLoader.construct_yaml_timestamp
+)
 
 
 def load_yaml(text: str, source: str = "roster") -> Any:

@@ -59,13 +59,29 @@ log = structlog.get_logger(__name__)
 
 # Times a save reads the version in force again after another save came first.
 SAVE_ATTEMPTS = 3
+# Versions read per query by `pattern_since`, the maximum that the store lists.
+MAX_LISTED_VERSIONS = 1000
 # Coverage problems named in the warning logged at a save; the rest are counted.
 LOGGED_PROBLEMS = 10
 SAVE_ACTION = "roster.save"
+# Dates that `shifts` and the date arguments of the CLI and the API accept. Far
+# outside this range a shift's start no longer fits in a datetime.
+FIRST_DATE = date(2000, 1, 1)
+LAST_DATE = date(2200, 12, 31)
 NO_ROSTER_HINT = (
     "import one with `sigap roster import FILE.yaml` (docs/examples/roster.yaml is"
     " a sample) or PUT /api/roster"
 )
+
+
+def date_out_of_range(value: date) -> str | None:
+    """Return why `value` is outside FIRST_DATE..LAST_DATE, or None when inside."""
+    if FIRST_DATE <= value <= LAST_DATE:
+        return None
+    return (
+        f"{value.isoformat()} is out of range, give a date from"
+        f" {FIRST_DATE.isoformat()} to {LAST_DATE.isoformat()}"
+    )
 
 
 class RosterNotFound(RosterError, LookupError):
@@ -272,6 +288,8 @@ class RosterService:
         self._config = config
         self._clock = clock
         self._cached: tuple[int, Roster] | None = None
+        # (version id in force, pattern_since for it)
+        self._pattern_since: tuple[int, datetime] | None = None
 
     @property
     def zone(self) -> ZoneInfo:
@@ -338,13 +356,15 @@ class RosterService:
 
     @staticmethod
     def _stored_roster(version: RosterVersionView) -> Roster:
-        # NOTE: endpoints are not checked against the configuration here, so a
-        # roster stays readable after an endpoint leaves the configuration; the
-        # next save reports it.
+        # NOTE: endpoints are not checked against the configuration here, and
+        # names not against the rule on control characters and length, so a
+        # roster stays readable after an endpoint leaves the configuration or
+        # when it was saved before that rule. The next save reports either.
         try:
             return roster_from_dict(
                 version.content,
                 locate=lambda path: f"version {version.id} {format_path(path)}",
+                check_names=False,
             )
         except RosterError as error:
             raise RosterError(
@@ -564,9 +584,60 @@ class RosterService:
         return ShiftInForce(shift_date, shift, crew, start, end)
 
     async def shifts(self, start: date, days: int = 1) -> list[ShiftDuties]:
-        """List every shift of `days` dates from `start`, in pattern order per date."""
+        """List every shift of `days` dates from `start`, in pattern order per date.
+
+        Raises RosterError when a listed date is outside FIRST_DATE..LAST_DATE.
+        """
+        problem = date_out_of_range(start) or date_out_of_range(
+            start + timedelta(days=max(days - 1, 0))
+        )
+        if problem is not None:
+            raise RosterError(problem)
         roster = await self.require_current()
         return shifts_of(roster, start, days, self.zone)
+
+    async def pattern_since(self) -> datetime | None:
+        """Return when the shift pattern in force came into force, or None.
+
+        That is the `saved_at` of the oldest version in the unbroken run of
+        versions, from the newest backwards, whose `pattern` equals the newest
+        one's. It is None when no roster is saved. The result is cached until a
+        newer version is saved.
+        """
+        version_id = await self._store.current_version_id()
+        if version_id is None:
+            return None
+        if self._pattern_since is not None and self._pattern_since[0] == version_id:
+            return self._pattern_since[1]
+        since = await self._find_pattern_since()
+        if since is not None:
+            self._pattern_since = (version_id, since)
+        return since
+
+    async def _find_pattern_since(self) -> datetime | None:
+        versions = await self._store.list_versions(MAX_LISTED_VERSIONS)
+        if not versions:
+            return None
+        pattern = versions[0].content.get("pattern")
+        oldest = versions[0]
+        for version in versions:
+            if version.content.get("pattern") != pattern:
+                return oldest.saved_at
+            oldest = version
+        if len(versions) < MAX_LISTED_VERSIONS:
+            return oldest.saved_at
+        # Every listed version has the pattern, so the run may go on further
+        # back. Ids can have gaps (a rolled-back insert uses up a PostgreSQL
+        # sequence value), so each lower id is read until one differs.
+        # NOTE: this costs one query per older version, once per saved version.
+        for version_id in range(oldest.id - 1, 0, -1):
+            version = await self._store.get_version(version_id)
+            if version is None:
+                continue
+            if version.content.get("pattern") != pattern:
+                break
+            oldest = version
+        return oldest.saved_at
 
     async def duty_overrides(
         self, shift_date: date, shift_name: str

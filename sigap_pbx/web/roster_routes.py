@@ -8,6 +8,8 @@ list, each problem starting with the path of the bad field (`crews[2].members[0]
 NOTE: there are no user accounts yet, so the actor recorded in the audit log is
 whatever the client sends, in the body's "actor" or the X-Sigap-Actor header,
 and "api" when it sends neither. It is a label, not an authenticated identity.
+The edit routes take the operator or exception object itself as the body, and
+remove an "actor" key from it before reading it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from sigap_pbx.roster.service import (
     OperatorInCrew,
     OperatorNotFound,
     RosterNotFound,
+    date_out_of_range,
 )
 from sigap_pbx.store.errors import InvalidFieldValue
 from sigap_pbx.store.roster import RosterVersionConflict
@@ -149,16 +152,29 @@ def _date_param(request: web.Request, name: str, default: date) -> date:
     raw = request.query.get(name)
     if raw is None:
         return default
+    value = None
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw):
-            return date.fromisoformat(raw)
+            value = date.fromisoformat(raw)
     except ValueError:
         pass
-    raise ApiError(
-        400,
-        "invalid_parameter",
-        f"{name}={raw!r} must be a date YYYY-MM-DD, e.g. 2026-12-04",
-    )
+    if value is None:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"{name}={raw!r} must be a date YYYY-MM-DD, e.g. 2026-12-04",
+        )
+    problem = date_out_of_range(value)
+    if problem is not None:
+        raise ApiError(400, "invalid_parameter", f"{name}={problem}")
+    return value
+
+
+async def _edit_body(request: web.Request, expected: str) -> tuple[dict[str, Any], str]:
+    """Read an edit's body: the object to save, and the actor removed from it."""
+    body = await _object_body(request, expected)
+    actor = _actor(request, body.pop("actor", None))
+    return body, actor
 
 
 # --- Roster and versions -----------------------------------------------------
@@ -259,7 +275,7 @@ async def get_duty(request: web.Request) -> web.Response:
 @_translating
 async def put_operator(request: web.Request) -> web.Response:
     endpoint = request.match_info["endpoint"]
-    operator = await _object_body(request, "an operator")
+    operator, actor = await _edit_body(request, "an operator")
     body_endpoint = operator.setdefault("endpoint", endpoint)
     if body_endpoint != endpoint:
         raise ApiError(
@@ -269,7 +285,7 @@ async def put_operator(request: web.Request) -> web.Response:
             " in the path,"
             " send the same endpoint or leave it out of the body",
         )
-    result = await _rosters(request).upsert_operator(operator, _actor(request))
+    result = await _rosters(request).upsert_operator(operator, actor)
     return web.json_response(result.to_dict())
 
 
@@ -282,15 +298,15 @@ async def delete_operator(request: web.Request) -> web.Response:
 
 @_translating
 async def post_exception(request: web.Request) -> web.Response:
-    change = await _object_body(request, "a roster exception")
-    result = await _rosters(request).add_exception(change, _actor(request))
+    change, actor = await _edit_body(request, "a roster exception")
+    result = await _rosters(request).add_exception(change, actor)
     return web.json_response(result.to_dict(), status=201)
 
 
 @_translating
 async def delete_exception(request: web.Request) -> web.Response:
-    change = await _object_body(request, "the roster exception to remove")
-    result = await _rosters(request).remove_exception(change, _actor(request))
+    change, actor = await _edit_body(request, "the roster exception to remove")
+    result = await _rosters(request).remove_exception(change, actor)
     return web.json_response(result.to_dict())
 
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from sigap_pbx.roster.io import RosterDocumentError, roster_from_dict
-from sigap_pbx.roster.model import Role
+from sigap_pbx.roster.io import RosterDocumentError, roster_from_dict, roster_to_dict
+from sigap_pbx.roster.model import Role, RosterError
 from sigap_pbx.roster.service import (
     ExceptionNotFound,
     OperatorInCrew,
@@ -467,3 +467,100 @@ async def test_service_duty_override_and_audit(service: RosterService) -> None:
     assert override.at == NOW
     assert entry.at == NOW
     assert entry.detail == {"override": override_id}
+
+
+async def test_pattern_since_follows_pattern_changes(
+    service: RosterService, clock: Clock
+) -> None:
+    document = sample_document()
+    assert await service.pattern_since() is None
+
+    await service.save(document, "test")
+    clock.now = NOW + timedelta(hours=1)
+    document["operators"][0]["name"] = "Ayu Lestari"
+    await service.save(document, "test")
+    first = await service.pattern_since()
+
+    clock.now = NOW + timedelta(hours=2)
+    document["pattern"]["shifts"][0]["minimum_operators"] = 3
+    await service.save(document, "test")
+    clock.now = NOW + timedelta(hours=3)
+    document["operators"][0]["name"] = "Ayu L."
+    await service.save(document, "test")
+    changed = await service.pattern_since()
+
+    clock.now = NOW + timedelta(hours=4)
+    document["pattern"]["shifts"][0]["minimum_operators"] = 2
+    await service.save(document, "test")
+    back = await service.pattern_since()
+
+    assert first == NOW
+    assert changed == NOW + timedelta(hours=2)
+    # The first pattern again starts a new run: the versions between differ.
+    assert back == NOW + timedelta(hours=4)
+
+
+async def test_pattern_since_past_one_page(
+    service: RosterService, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sigap_pbx.roster.service.MAX_LISTED_VERSIONS", 2)
+    document = sample_document()
+    document["pattern"]["shifts"][0]["minimum_operators"] = 3
+    await service.save(document, "test")
+    document = sample_document()
+    for hour in range(1, 6):
+        clock.now = NOW + timedelta(hours=hour)
+        document["operators"][0]["name"] = f"Ayu {hour}"
+        await service.save(document, "test")
+
+    assert await service.pattern_since() == NOW + timedelta(hours=1)
+
+
+async def test_pattern_since_sees_other_writer(
+    db: Database, service: RosterService, clock: Clock
+) -> None:
+    other = RosterService(db, sample_config(), clock=clock)
+    document = sample_document()
+    await service.save(document, "test")
+    assert await service.pattern_since() == NOW
+
+    clock.now = NOW + timedelta(hours=1)
+    document["pattern"]["shifts"][0]["minimum_operators"] = 3
+    await other.save(document, "test")
+
+    assert await service.pattern_since() == NOW + timedelta(hours=1)
+
+
+async def test_stored_name_with_control_character_readable(
+    rosters: RosterStore, service: RosterService
+) -> None:
+    document = roster_to_dict(roster_from_dict(sample_document()))
+    document["operators"][0]["name"] = "Ayu\x1b[31m"
+    await save(rosters, document, None)
+
+    roster = await service.require_current()
+
+    assert roster.operators[0].name == "Ayu\x1b[31m"
+    with pytest.raises(RosterDocumentError) as error:
+        await service.upsert_operator({"endpoint": "op2", "name": "Agus"}, "test")
+    assert error.value.problems[0].startswith(
+        "operators[0].name: 'Ayu\\x1b[31m' contains the control character U+001B"
+    )
+
+
+@pytest.mark.parametrize("start", [date(1999, 12, 31), date(2201, 1, 1)])
+async def test_shifts_outside_date_range(service: RosterService, start: date) -> None:
+    await service.save(sample_document(), "test")
+
+    with pytest.raises(RosterError, match="is out of range, give a date from"):
+        await service.shifts(start)
+
+
+async def test_shifts_crossing_last_date(service: RosterService) -> None:
+    await service.save(sample_document(), "test")
+
+    last_day = await service.shifts(date(2200, 12, 31))
+
+    assert len(last_day) == 3
+    with pytest.raises(RosterError, match="2201-01-01 is out of range"):
+        await service.shifts(date(2200, 12, 31), 2)

@@ -223,7 +223,9 @@ def test_csv_bad_rows_listed(
     assert lines[1].startswith(
         f"  {path} row 2, column start: '7am' is not a time of day"
     )
-    assert lines[2].startswith(f"  {path} row 3: shift 'late': minimum_operators -1")
+    assert lines[2] == (
+        f"  {path} row 3, column minimum_operators: -1 is negative, use 0 or more"
+    )
 
 
 def test_csv_without_roster(

@@ -16,9 +16,15 @@ import pytest
 from sigap_pbx.config import Config
 from sigap_pbx.roster.io import (
     CSV_COLUMNS,
+    MAX_NAME_LENGTH,
     MAX_REPORTED_PROBLEMS,
+    MAX_YAML_DEPTH,
     SECTIONS,
     RosterDocumentError,
+    exception_from_dict,
+    format_path,
+    load_yaml,
+    operator_from_dict,
     read_csv,
     roster_from_csv,
     roster_from_dict,
@@ -590,10 +596,12 @@ def test_csv_row_numbers_count_blank_and_multiline_rows() -> None:
 
     # The header is row 1, the blank line row 2, and the quoted two-line cell
     # is one row (3), as a spreadsheet shows them.
-    assert problems_of(error)[0] == (
+    assert problems_of(error) == [
+        "shifts.csv row 3, column name: 'early\\nshift' contains the control"
+        " character U+000A, remove it",
         "shifts.csv row 4, column minimum_operators: 'two' is not a whole number,"
-        " write one such as 2"
-    )
+        " write one such as 2",
+    ]
 
 
 def test_csv_crew_member_row_located() -> None:
@@ -687,3 +695,154 @@ def test_documented_example_is_valid() -> None:
 
     assert [crew.name for crew in roster.rotation.crews] == ["A", "B", "C", "D"]
     assert len(roster.exceptions) == 3
+
+
+# --- Single items, YAML edge cases and field checks ----------------------------
+
+
+def test_operator_unknown_key_rejected() -> None:
+    with pytest.raises(RosterDocumentError) as error:
+        operator_from_dict({"endpoint": "op1", "name": "Ayu", "actve": False})
+
+    assert problems_of(error) == [
+        "operator.actve: unknown key 'actve' in an operator, did you mean 'active'?"
+        " (known keys: endpoint, name, role, languages, skills, active)"
+    ]
+
+
+@pytest.mark.parametrize("extra", ["shfit", "actor"])
+def test_exception_unknown_key_rejected(extra: str) -> None:
+    item = {"type": "extra_cover", "date": "2026-12-12", "shift": "early"}
+    item |= {"endpoint": "op2", extra: "x"}
+
+    with pytest.raises(RosterDocumentError) as error:
+        exception_from_dict(item)
+
+    assert len(problems_of(error)) == 1
+    assert problems_of(error)[0].startswith(
+        f"exception.{extra}: unknown key {extra!r} in a extra_cover"
+    )
+
+
+def test_yaml_impossible_date_located() -> None:
+    text = roster_to_yaml(roster_from_dict(sample_document())).replace(
+        "anchor: '2026-12-01'", "anchor: 2026-02-30"
+    )
+
+    with pytest.raises(RosterDocumentError) as error:
+        roster_from_yaml(text, "week.yaml")
+
+    assert problems_of(error) == [
+        "week.yaml: rotation.anchor: '2026-02-30' is not a valid date (day is out"
+        " of range for month), correct the year, month or day"
+    ]
+
+
+def test_yaml_list_as_key_rejected() -> None:
+    with pytest.raises(RosterDocumentError) as error:
+        roster_from_yaml("? [a, b]\n: x\n", "keys.yaml")
+
+    assert problems_of(error) == [
+        "keys.yaml line 1, column 3: invalid YAML (found a list as a key, write the"
+        " key as text), correct the file"
+    ]
+
+
+@pytest.mark.parametrize("depth", [MAX_YAML_DEPTH + 1, 20000])
+def test_yaml_deep_nesting_rejected(depth: int) -> None:
+    with pytest.raises(RosterDocumentError) as error:
+        roster_from_yaml("[" * depth + "]" * depth, "deep.yaml")
+
+    assert f"nested more than {MAX_YAML_DEPTH} deep" in problems_of(error)[0]
+
+
+def test_yaml_nesting_at_limit_parsed() -> None:
+    value = load_yaml("[" * MAX_YAML_DEPTH + "]" * MAX_YAML_DEPTH)
+
+    for _ in range(MAX_YAML_DEPTH - 1):
+        assert isinstance(value, list)
+        value = value[0]
+    assert value == []
+
+
+def test_shift_field_problems_reported_together() -> None:
+    roster = roster_from_dict(sample_document())
+    text = "name,start,hours,minimum_operators\nx,4:55,0,a\n"
+
+    with pytest.raises(RosterDocumentError) as error:
+        roster_from_csv(roster, text, "shifts", "shifts.csv")
+
+    assert problems_of(error) == [
+        "shifts.csv row 2, column start: '4:55' is not a time of day,"
+        " write it as HH:MM",
+        "shifts.csv row 2, column hours: 0 is out of range, use more than 0 and at"
+        " most 24",
+        "shifts.csv row 2, column minimum_operators: 'a' is not a whole number,"
+        " write one such as 2",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("hours", "minimum", "problem"),
+    [
+        (24.5, 1, "hours: 24.5 is out of range, use more than 0 and at most 24"),
+        (8.01, 1, "hours: 8.01 is not a whole number of minutes, round it"),
+        (8, -1, "minimum_operators: -1 is negative, use 0 or more"),
+    ],
+)
+def test_shift_ranges_checked(hours: float, minimum: int, problem: str) -> None:
+    document = sample_document()
+    document["pattern"]["shifts"][0] |= {"hours": hours, "minimum_operators": minimum}
+    document["operators"][0]["name"] = "Ayu\x1b[31m"
+
+    with pytest.raises(RosterDocumentError) as error:
+        roster_from_dict(document)
+
+    assert len(problems_of(error)) == 2
+    assert problems_of(error)[0].startswith("operators[0].name: ")
+    assert problems_of(error)[1].startswith(f"pattern.shifts[0].{problem}")
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "problem"),
+    [
+        (("operators", 0), "Ayu\x00x", "contains the control character U+0000"),
+        (("operators", 1), "Sari\u009b", "contains the control character U+009B"),
+        (("crews", 0), "A\tB", "contains the control character U+0009"),
+        (("pattern", "shifts", 1), "late\x1b[31m", "contains the control character"),
+        (("operators", 2), "x" * 65, "is 65 characters long, shorten it to at most"),
+        (("crews", 1), "B" * 100000, "is 100000 characters long, shorten it"),
+    ],
+)
+def test_bad_names_rejected(
+    path: tuple[str | int, ...], value: str, problem: str
+) -> None:
+    document = sample_document()
+    item: Any = document
+    for part in path:
+        item = item[part]
+    item["name"] = value
+
+    with pytest.raises(RosterDocumentError) as error:
+        roster_from_dict(document)
+
+    location = format_path((*path, "name"))
+    assert any(
+        p.startswith(f"{location}: ") and problem in p for p in problems_of(error)
+    ), problems_of(error)
+
+
+def test_name_at_length_limit_accepted() -> None:
+    document = sample_document()
+    document["operators"][0]["name"] = "x" * MAX_NAME_LENGTH
+
+    assert roster_from_dict(document).operators[0].name == "x" * MAX_NAME_LENGTH
+
+
+def test_unchecked_names_read_for_stored_versions() -> None:
+    document = sample_document()
+    document["operators"][0]["name"] = "Ayu\x00"
+
+    roster = roster_from_dict(document, check_names=False)
+
+    assert roster.operators[0].name == "Ayu\x00"

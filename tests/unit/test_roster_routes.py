@@ -107,8 +107,7 @@ async def test_put_invalid_lists_problems(api: TestClient) -> None:
 
     assert error["code"] == "invalid_roster"
     assert error["problems"] == [
-        "pattern.shifts[0]: shift 'early': hours 0 is out of range, use more than 0"
-        " and at most 24",
+        "pattern.shifts[0].hours: 0 is out of range, use more than 0 and at most 24",
         "crews[2].members[0]: 'op9' not found among the operators, add it under"
         " operators or remove it from the crew",
     ]
@@ -320,3 +319,98 @@ async def test_service_not_started() -> None:
         await client.close()
 
     assert error["code"] == "roster_unavailable"
+
+
+async def test_operator_unknown_key_rejected(
+    api: TestClient, saved: dict[str, Any]
+) -> None:
+    response = await api.put("/api/roster/operators/op8", json={"actve": False})
+
+    error = await error_of(response, 400)
+    assert error["code"] == "invalid_roster"
+    assert error["problems"] == [
+        "operator.actve: unknown key 'actve' in an operator, did you mean 'active'?"
+        " (known keys: endpoint, name, role, languages, skills, active)",
+        "operator: 'name' is missing from an operator, add it",
+    ]
+    versions = await (await api.get("/api/roster/versions")).json()
+    assert len(versions["versions"]) == 1
+
+
+@pytest.mark.parametrize("method", ["post", "delete"])
+async def test_exception_unknown_key_rejected(
+    api: TestClient, saved: dict[str, Any], method: str
+) -> None:
+    change = {
+        "type": "extra_cover",
+        "date": "2026-12-12",
+        "shfit": "early",
+        "endpoint": "op8",
+    }
+
+    response = await getattr(api, method)("/api/roster/exceptions", json=change)
+
+    error = await error_of(response, 400)
+    assert error["code"] == "invalid_roster"
+    assert error["problems"][0].startswith(
+        "exception.shfit: unknown key 'shfit' in a extra_cover, did you mean 'shift'?"
+    )
+    versions = await (await api.get("/api/roster/versions")).json()
+    assert len(versions["versions"]) == 1
+
+
+async def test_edit_actor_taken_from_body(
+    api: TestClient, saved: dict[str, Any]
+) -> None:
+    leave = {"type": "leave", "endpoint": "op5", "start": "2026-12-24"}
+    leave |= {"end": "2026-12-25"}
+
+    added = await api.post(
+        "/api/roster/exceptions",
+        json={**leave, "actor": "spv:dewi"},
+        headers={"X-Sigap-Actor": "spv:sari"},
+    )
+    removed = await api.delete(
+        "/api/roster/exceptions", json=leave, headers={"X-Sigap-Actor": "spv:sari"}
+    )
+    operator = await api.put(
+        "/api/roster/operators/op8", json={"name": "Dian", "actor": "spv:eko"}
+    )
+    bad_actor = await api.post(
+        "/api/roster/exceptions", json={**leave, "actor": "x\x00"}
+    )
+
+    assert added.status == 201
+    assert (await added.json())["changes"]["exceptions_added"] == [leave]
+    assert removed.status == 200
+    assert operator.status == 200
+    assert (await error_of(bad_actor, 400))["code"] == "invalid_request"
+    audit = await (await api.get("/api/audit", params={"subject": "roster"})).json()
+    assert [e["actor"] for e in audit["entries"]] == [
+        "spv:eko",
+        "spv:sari",
+        "spv:dewi",
+        "spv:sari",
+    ]
+
+
+@pytest.mark.parametrize("value", ["9999-12-31", "0001-01-01", "1999-12-31"])
+async def test_duty_date_out_of_range(
+    api: TestClient, saved: dict[str, Any], value: str
+) -> None:
+    response = await api.get("/api/roster/duty", params={"date": value})
+
+    error = await error_of(response, 400)
+    assert error["code"] == "invalid_parameter"
+    assert error["message"] == (
+        f"date={value} is out of range, give a date from 2000-01-01 to 2200-12-31"
+    )
+
+
+async def test_duty_date_at_range_ends(api: TestClient, saved: dict[str, Any]) -> None:
+    for value in ("2000-01-01", "2200-12-31"):
+        response = await api.get("/api/roster/duty", params={"date": value})
+
+        assert response.status == 200
+        assert (await response.json())["date"] == value
+
