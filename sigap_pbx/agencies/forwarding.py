@@ -421,6 +421,8 @@ class Forwarder:
             self._forward_events.put_nowait(event)
             if self._worker is None or self._worker.done():
                 self._worker = asyncio.ensure_future(self._record_forward_events())
+        elif name == "UserEvent" and event.get("UserEvent") == "SigapForwardRequest":
+            self._spawn(self._on_request(event))
         elif name == "ConfbridgeJoin":
             room = self.conferences.get(event.get("Conference") or "")
             if room is not None:
@@ -442,6 +444,33 @@ class Forwarder:
             self._spawn(self._requeue(room))
         elif not room.members:
             self.conferences.pop(room.room, None)
+
+    async def _on_request(self, event: Event) -> None:
+        """Carry out an operator's in-call feature code (*6N, *7N, *8N)."""
+        mode = event.get("Mode") or ""
+        code = event.get("Agency") or ""
+        channel = event.get("Channel") or ""
+        actor = _endpoint(channel) or "phone"
+        if mode not in ("conference", "transfer", "consult") or not DIAL_CODE.fullmatch(code):
+            log.warning("forward_request_invalid", mode=mode[:32], agency=code[:8],
+                        channel=channel[:64])
+            return
+        channels = await self._channels()
+        own = next((c for c in channels if c.get("Channel") == channel), None)
+        bridge = own.get("BridgeId") if own else None
+        peer = next(
+            (c for c in channels
+             if bridge and c.get("BridgeId") == bridge and c.get("Channel") != channel),
+            None,
+        )
+        if peer is None:
+            log.warning("forward_request_no_call", channel=channel, mode=mode)
+            return
+        try:
+            await getattr(self, mode)(peer.get("Uniqueid") or "", code, actor=actor)
+        except (ForwardError, AmiActionFailed) as exc:
+            log.warning("forward_request_failed", channel=channel, mode=mode, agency=code,
+                        error=str(exc))
 
     async def _requeue(self, room: Conference) -> None:
         channels = await self._channels()
@@ -527,6 +556,11 @@ class Forwarder:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _endpoint(channel: str) -> str | None:
+    match = re.fullmatch(r"PJSIP/([A-Za-z0-9_.-]+)-[0-9a-f]+", channel)
+    return match.group(1) if match else None
 
 
 def _report(report_id: int | None) -> str:

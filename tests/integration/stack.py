@@ -143,12 +143,15 @@ class Stack:
         return target
 
     async def start_phone(
-        self, endpoint: str, *, ring_ms: int = 1000, presses_1: bool = False
+        self, endpoint: str, *, ring_ms: int = 1000, presses_1: bool = False, keys: str = ""
     ) -> asyncio.subprocess.Process:
         """Register `endpoint` and answer its calls after `ring_ms` (a huge value never
-        answers). With `presses_1`, it answers at once and sends DTMF 1 after 2.5 s."""
+        answers). With `presses_1`, it answers at once and sends DTMF 1 after 2.5 s;
+        with `keys`, it answers at once and presses those keys after 2 s."""
         if presses_1:
             answer = SIPP_DIR / "phone-answer-dtmf.xml"
+        elif keys:
+            answer = self._keys_scenario(keys)
         else:
             answer = self._scenario(
                 "phone-answer.xml", {'timeout="1000"': f'timeout="{ring_ms}"'}
@@ -164,6 +167,55 @@ class Stack:
         self.phones.append(proc)
         await self.wait_for(lambda: endpoint in self.rx("pjsip show contacts"), 10, f"{endpoint} registered")
         return proc
+
+    def _keys_scenario(self, keys: str) -> Path:
+        text = (SIPP_DIR / "phone-answer-keys.xml").read_text()
+        start = text.index("<!-- KEY BLOCK START -->")
+        end = text.index("<!-- KEY BLOCK END -->")
+        block = text[start:end]
+        blocks = [
+            block.replace("[cseq]", str(index)).replace("Signal=KEY", f"Signal={key}")
+            for index, key in enumerate(keys, start=1)
+        ]
+        target = self.work / f"{next_port()}-phone-answer-keys.xml"
+        target.write_text(text[:start] + "".join(blocks) + text[end:])
+        return target
+
+    def caller_keys_scenario(self, keys: str) -> Path:
+        """Return a caller scenario that presses `keys` (SIP INFO) 3 s after the answer
+        and hangs up 3 s later."""
+        text = (SIPP_DIR / "caller.xml").read_text()
+        infos = []
+        for index, key in enumerate(keys, start=2):
+            infos.append(f"""
+  <send retrans="500">
+    <![CDATA[
+      INFO sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      [last_From:]
+      [last_To:]
+      Call-ID: [call_id]
+      CSeq: {index} INFO
+      Contact: <sip:[caller]@[local_ip]:[local_port]>
+      Max-Forwards: 70
+      Content-Type: application/dtmf-relay
+      Content-Length: [len]
+
+      Signal={key}
+      Duration=250
+    ]]>
+  </send>
+  <recv response="200"/>
+""")
+        text = text.replace(
+            "  <pause/>",
+            '  <pause milliseconds="3000"/>\n' + "".join(infos)
+            + '  <pause milliseconds="3000"/>',
+        )
+        text = text.replace("CSeq: 2 BYE", f"CSeq: {len(keys) + 2} BYE")
+        target = self.work / f"{next_port()}-caller-keys.xml"
+        target.write_text(text)
+        return target
 
     async def stop_phone(self, proc: asyncio.subprocess.Process) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -193,3 +193,45 @@ async def test_escalation_callout_acknowledged_by_dtmf(clean_stack: Stack, confi
         assert dispatch.escalations == 1
         rows = await ForwardStore(controller.db).list_attempts(report_id=report.id)
         assert [(row.mode, row.line_priority) for row in rows][:1] == [("escalation", 1)]
+
+
+async def test_feature_code_starts_conference(clean_stack: Stack, config, caller_number):
+    stack = clean_stack
+    async with running_controller(config) as controller:
+        await forwarder_for(controller)
+        # op1 answers and presses *61: conference with the agency of dial code 1.
+        await stack.start_phone("op1", keys="*61")
+        stack.add_member("op1")
+        await stack.start_phone("agency-fire-1", ring_ms=300)
+        call, uniqueid = await answered_call(stack, controller, caller_number, 12000)
+        room = "sigap-" + uniqueid.replace(".", "-")
+        await Stack.wait_for(
+            lambda: stack.rx(f"confbridge list {room}").count("sigap-bridge") >= 3, 15,
+            "caller, operator and agency in the conference",
+        )
+        assert (await call).ok
+        entries = await controller.rosters.audit_entries(subject=uniqueid)
+        assert [(e.action, e.actor) for e in entries] == [("forward.conference", "op1")]
+
+
+async def test_caller_keys_forward_nothing(clean_stack: Stack, config, caller_number):
+    """The same keys pressed by the caller are ignored: only operators have them."""
+    stack = clean_stack
+    async with running_controller(config) as controller:
+        await forwarder_for(controller)
+        await stack.start_phone("op1", ring_ms=300)
+        stack.add_member("op1")
+        await stack.start_phone("agency-fire-1", ring_ms=300)
+        requests: list[str] = []
+        controller.ami.add_event_listener(
+            lambda e: requests.append(e.get("Mode") or "")
+            if e.name == "UserEvent" and e.get("UserEvent") == "SigapForwardRequest" else None
+        )
+        result = await stack.sipp(
+            str(stack.caller_keys_scenario("*71")), "-s", "112", "-i", "127.0.0.2",
+            "-m", "1", "-key", "caller", caller_number, "-key", "caller_name", "Warga",
+            "127.0.0.1:15060", timeout=60,
+        )
+        assert result.ok, result.errors
+        assert requests == []
+        assert "agency-fire-1" not in stack.rx("core show channels")
