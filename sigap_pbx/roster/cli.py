@@ -12,17 +12,19 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
 import re
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sigap_pbx.cli import CommandError, _load, _require_sqlite_file
-from sigap_pbx.config import Config
+from sigap_pbx.config import DEFAULT_CONFIG_PATHS, Config
 from sigap_pbx.roster.io import (
+    NOT_CONFIGURED,
     SECTIONS,
     RosterDocumentError,
     roster_from_csv,
@@ -32,7 +34,13 @@ from sigap_pbx.roster.io import (
 )
 from sigap_pbx.roster.model import Roster, RosterError
 from sigap_pbx.roster.schedule import CoverageProblem, check_coverage
-from sigap_pbx.roster.service import NO_ROSTER_HINT, RosterService, configured_endpoints
+from sigap_pbx.roster.service import (
+    NO_ROSTER_HINT,
+    RosterService,
+    ShiftDuties,
+    configured_endpoints,
+    date_out_of_range,
+)
 from sigap_pbx.store.db import Database
 from sigap_pbx.store.errors import StoreError
 
@@ -47,13 +55,17 @@ T = TypeVar("T")
 
 
 class RosterRejected(Exception):
-    """A roster file with problems: printed one problem per line, nothing saved."""
+    """A roster file with problems: printed one problem per line, nothing saved.
 
-    def __init__(self, source: str, error: RosterDocumentError, action: str) -> None:
+    `outcome` ends the first line of the message, such as "nothing saved", and
+    may be empty.
+    """
+
+    def __init__(self, source: str, error: RosterDocumentError, outcome: str) -> None:
         super().__init__(source)
         self.source = source
         self.error = error
-        self.action = action
+        self.outcome = outcome
 
 
 # --- Arguments ---------------------------------------------------------------
@@ -61,9 +73,13 @@ class RosterRejected(Exception):
 
 def _date_argument(text: str) -> date:
     try:
-        return date.fromisoformat(text)
+        value = date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date YYYY-MM-DD") from None
+    problem = date_out_of_range(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return value
 
 
 def _time_argument(text: str) -> datetime:
@@ -217,6 +233,8 @@ def _command(
             return run(args, config)
         except RosterRejected as rejected:
             _print_rejection(rejected)
+            if any(NOT_CONFIGURED in problem for problem in rejected.error.problems):
+                print(_configuration_note(args, config), file=sys.stderr)
             return EXIT_FAILURE
         except (CommandError, RosterError, StoreError) as error:
             print(f"error: {' '.join(str(error).splitlines())}", file=sys.stderr)
@@ -225,10 +243,42 @@ def _command(
     return handler
 
 
+def _configuration_source(args: argparse.Namespace) -> Path | None:
+    """Return the configuration file that `load_config` reads, or None without one."""
+    if args.config:
+        return Path(args.config)
+    if os.environ.get("SIGAP_CONFIG"):
+        return Path(os.environ["SIGAP_CONFIG"])
+    return next((path for path in DEFAULT_CONFIG_PATHS if path.exists()), None)
+
+
+def _configuration_note(args: argparse.Namespace, config: Config) -> str:
+    """Say where the site's SIP endpoints came from, for an endpoint not found."""
+    endpoints = ", ".join(sorted(configured_endpoints(config)))
+    source = _configuration_source(args)
+    if source is None:
+        origin = (
+            "no configuration file was found (no --config, no SIGAP_CONFIG, no"
+            f" {', '.join(str(path) for path in DEFAULT_CONFIG_PATHS)}),"
+            f" so only the default endpoints exist: {endpoints}"
+        )
+    else:
+        origin = (
+            f"the configuration file {source.resolve()} declares the endpoints"
+            f" {endpoints}"
+        )
+    return (
+        f"note: {origin}. If that is the wrong file, run the command from the"
+        " directory that contains the site's sigap.toml, or give --config or set"
+        " SIGAP_CONFIG."
+    )
+
+
 def _print_rejection(rejected: RosterRejected) -> None:
     error = rejected.error
     count = "1 problem" if error.total == 1 else f"{error.total} problems"
-    print(f"error: {rejected.source}: {count}, {rejected.action}:", file=sys.stderr)
+    outcome = f", {rejected.outcome}" if rejected.outcome else ""
+    print(f"error: {rejected.source}: {count}{outcome}:", file=sys.stderr)
     for problem in error.problems:
         print(f"  {_printable(problem)}", file=sys.stderr)
     if error.total > len(error.problems):
@@ -294,7 +344,7 @@ def _read_file(path: str) -> bytes:
         ) from None
 
 
-def _yaml_roster(args: argparse.Namespace, config: Config, action: str) -> Roster:
+def _yaml_roster(args: argparse.Namespace, config: Config, outcome: str) -> Roster:
     data = _read_file(args.file)
     try:
         text = data.decode("utf-8-sig")
@@ -307,11 +357,11 @@ def _yaml_roster(args: argparse.Namespace, config: Config, action: str) -> Roste
             text, args.file, known_endpoints=configured_endpoints(config)
         )
     except RosterDocumentError as error:
-        raise RosterRejected(args.file, error, action) from None
+        raise RosterRejected(args.file, error, outcome) from None
 
 
 async def _csv_roster(
-    args: argparse.Namespace, service: RosterService, section: str, action: str
+    args: argparse.Namespace, service: RosterService, section: str, outcome: str
 ) -> Roster:
     current = await service.current()
     if current is None:
@@ -329,7 +379,7 @@ async def _csv_roster(
             known_endpoints=service.known_endpoints,
         )
     except RosterDocumentError as error:
-        raise RosterRejected(args.file, error, action) from None
+        raise RosterRejected(args.file, error, outcome) from None
 
 
 def _print_coverage(problems: list[CoverageProblem], days: int) -> None:
@@ -350,20 +400,18 @@ def _print_coverage(problems: list[CoverageProblem], days: int) -> None:
 
 def cmd_import(args: argparse.Namespace, config: Config) -> int:
     file_format = _file_format(args)
-    action = "nothing saved"
-    if file_format == "yaml" and args.dry_run:
-        # A YAML file is a whole roster, so a dry run needs no database.
-        return _check_yaml(args, config)
+    if args.dry_run:
+        return _validate(
+            args, config, file_format, "roster valid, not saved (--dry-run)",
+            "nothing saved",
+        )
 
     async def work(service: RosterService) -> int:
+        outcome = "nothing saved"
         if file_format == "yaml":
-            roster = _yaml_roster(args, config, action)
+            roster = _yaml_roster(args, config, outcome)
         else:
-            roster = await _csv_roster(args, service, _csv_section(args), action)
-        if args.dry_run:
-            print(f"{args.file}: roster valid, not saved (--dry-run)")
-            _print_coverage(service.coverage(roster), config.roster.coverage_check_days)
-            return 0
+            roster = await _csv_roster(args, service, _csv_section(args), outcome)
         result = await service.save(roster, args.actor, args.comment)
         if result.changed:
             print(
@@ -382,23 +430,39 @@ def cmd_import(args: argparse.Namespace, config: Config) -> int:
     return _with_service(config, work)
 
 
-def _check_yaml(args: argparse.Namespace, config: Config) -> int:
-    roster = _yaml_roster(args, config, "not valid")
-    print(f"{args.file}: roster valid, not saved")
-    today = datetime.now(UTC).astimezone(config.roster.zone).date()
+def _validate(
+    args: argparse.Namespace,
+    config: Config,
+    file_format: str,
+    valid: str,
+    outcome: str,
+) -> int:
+    """Check a roster file and its coverage, and print `valid` when it passes.
+
+    A YAML file is a whole roster, so it needs no database. A CSV file replaces
+    one section of the roster in force, which is read from the database.
+    """
     days = config.roster.coverage_check_days
-    problems = check_coverage(
-        roster.rotation, roster.operators, roster.exceptions, today, days
-    )
+    if file_format == "yaml":
+        roster = _yaml_roster(args, config, outcome)
+        today = datetime.now(UTC).astimezone(config.roster.zone).date()
+        problems = check_coverage(
+            roster.rotation, roster.operators, roster.exceptions, today, days
+        )
+    else:
+
+        async def work(service: RosterService) -> list[CoverageProblem]:
+            roster = await _csv_roster(args, service, _csv_section(args), outcome)
+            return service.coverage(roster)
+
+        problems = _with_service(config, work)
+    print(f"{args.file}: {valid}")
     _print_coverage(problems, days)
     return 0
 
 
 def cmd_check(args: argparse.Namespace, config: Config) -> int:
-    if _file_format(args) == "yaml":
-        return _check_yaml(args, config)
-    args.dry_run = True
-    return cmd_import(args, config)
+    return _validate(args, config, _file_format(args), "roster valid", "")
 
 
 # --- export, show, history, audit ------------------------------------------------
@@ -453,15 +517,34 @@ def _window_text(start: datetime, end: datetime, zone: ZoneInfo) -> str:
     return f"{local_start:%H:%M}-{local_end:%H:%M}{later}"
 
 
+async def _shift_running_at_start(
+    service: RosterService, start: date
+) -> list[ShiftDuties]:
+    """List the shift of the day before `start` that still runs at its midnight.
+
+    That is the shift in force when the listing starts, such as the night shift
+    that began at 23:00 the day before. The list is empty when no shift of the
+    day before runs past midnight.
+    """
+    previous = start - timedelta(days=1)
+    if date_out_of_range(previous) is not None:
+        return []
+    midnight = datetime.combine(start, time(0), tzinfo=service.zone)
+    return [
+        shift for shift in await service.shifts(previous) if shift.end_utc > midnight
+    ]
+
+
 def cmd_show(args: argparse.Namespace, config: Config) -> int:
     zone: ZoneInfo = config.roster.zone
 
-    async def work(service: RosterService) -> tuple[int, list[Any]]:
+    async def work(service: RosterService) -> tuple[int, list[ShiftDuties]]:
         version_id = await service.current_version_id()
         if version_id is None:
             raise _no_roster()
         start = args.start or service.today()
-        return version_id, await service.shifts(start, args.days)
+        shifts = await service.shifts(start, args.days)
+        return version_id, await _shift_running_at_start(service, start) + shifts
 
     version_id, shifts = _with_service(config, work)
     if args.json:

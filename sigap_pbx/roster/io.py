@@ -54,6 +54,10 @@ ENDPOINT_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 MAX_NAME_LENGTH = 64
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
+# Part of the message for an operator endpoint that the configuration lacks,
+# which the CLI looks for to say which configuration file it read.
+NOT_CONFIGURED = "is not a SIP endpoint of this site"
+
 ROLES = tuple(role.value for role in Role)
 EXCEPTION_TYPES = ("leave", "swap", "extra_cover")
 
@@ -593,7 +597,7 @@ def _check_operators(
         if known_endpoints is not None and operator.endpoint not in known_endpoints:
             reader.fail(
                 path,
-                f"endpoint {operator.endpoint!r} is not a SIP endpoint of this site,"
+                f"endpoint {operator.endpoint!r} {NOT_CONFIGURED},"
                 " add it under [sip] operators in the configuration and restart with"
                 " `make run` (which renders the Asterisk configuration again)",
             )

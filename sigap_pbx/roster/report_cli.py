@@ -54,12 +54,18 @@ def _one_line_errors(command: Command) -> Command:
 
 
 def _date_argument(text: str) -> date:
+    from sigap_pbx.roster.service import date_out_of_range
+
     try:
-        return date.fromisoformat(text)
+        value = date.fromisoformat(text)
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a date as YYYY-MM-DD, e.g. 2026-12-04"
         ) from None
+    problem = date_out_of_range(value)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return value
 
 
 def _limit_argument(text: str) -> int:

@@ -194,7 +194,8 @@ def on_duty(
             continue
         if change.shift_date != shift_date or change.shift_name != shift_name:
             continue
-        source = f"{type(change).__name__} on {shift_date} {shift_name!r}"
+        kind = "swap" if isinstance(change, Swap) else "extra_cover"
+        source = f"{kind} on {shift_date} {shift_name!r}"
         if isinstance(change, Swap):
             _operator(by_endpoint, change.out_endpoint, source)
             _operator(by_endpoint, change.in_endpoint, source)

@@ -385,7 +385,9 @@ async def test_add_and_remove_exception(service: RosterService) -> None:
 async def test_invalid_exception_rejected(service: RosterService) -> None:
     await service.save(sample_document(), "test")
 
-    with pytest.raises(RosterDocumentError, match=r"exceptions\[3\]: Swap"):
+    with pytest.raises(
+        RosterDocumentError, match=r"exceptions\[3\]: swap on 2026-12-02 'early'"
+    ):
         await service.add_exception(
             # Crew D works early on 2026-12-02, so op1 is not on that shift.
             {

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from sigap_pbx.cli import main
-from sigap_pbx.roster.io import roster_from_dict
+from sigap_pbx.roster.io import roster_from_dict, roster_to_yaml
 from sigap_pbx.store import Database
 from tests.unit.test_roster_io import ENDPOINTS, EXAMPLE, sample_document
 
@@ -74,14 +74,19 @@ def test_import_then_show(site: Path, capsys: pytest.CaptureFixture[str]) -> Non
 
     body = json.loads(capsys.readouterr().out)
     assert body["version_id"] == 1
-    first = body["shifts"][0]
+    # The night shift of the day before is in force at the listing's start.
+    night = body["shifts"][0]
+    assert night["date"] == "2026-12-11"
+    assert night["shift"] == "night"
+    assert night["end"] == "2026-12-12T07:00:00+07:00"
+    first = body["shifts"][1]
     assert first["date"] == "2026-12-12"
     assert first["shift"] == "early"
     assert first["start"] == "2026-12-12T07:00:00+07:00"
     assert first["crew"] == "B"
     # op3 is on leave and op2 gives extra cover, per the sample's exceptions.
     assert [d["endpoint"] for d in first["duties"]] == ["op4", "op2"]
-    assert len(body["shifts"]) == 6
+    assert len(body["shifts"]) == 7
 
 
 def test_show_table_marks_short_shift(
@@ -167,7 +172,8 @@ def test_check_needs_no_database(
 
     assert sigap(config, "roster", "check", str(EXAMPLE)) == 0
 
-    assert f"{EXAMPLE}: roster valid, not saved" in capsys.readouterr().out
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"{EXAMPLE}: roster valid"
 
 
 def test_csv_section_replaced(
@@ -307,3 +313,159 @@ def test_audit_since_needs_offset(
 
     assert exit_info.value.code == 2
     assert "is not an ISO 8601 time with an offset" in capsys.readouterr().err
+
+
+def test_show_starts_with_shift_in_force(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert sigap(site, "roster", "import", str(EXAMPLE)) == 0
+    capsys.readouterr()
+
+    assert sigap(site, "roster", "show", "--from", "2026-12-12") == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2].startswith("2026-12-11  night       23:00-07:00 (+1 day)  A")
+    assert [line[:17] for line in lines[3:]] == [
+        "2026-12-12  early",
+        "2026-12-12  late ",
+        "2026-12-12  night",
+    ]
+
+
+def test_show_first_date_has_no_day_before(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert sigap(site, "roster", "import", str(EXAMPLE)) == 0
+    capsys.readouterr()
+
+    assert sigap(site, "roster", "show", "--from", "2000-01-01", "--json") == 0
+
+    shifts = json.loads(capsys.readouterr().out)["shifts"]
+    assert [shift["date"] for shift in shifts] == ["2000-01-01"] * 3
+
+
+@pytest.mark.parametrize("value", ["9999-12-31", "0001-01-01", "2201-01-01"])
+def test_show_date_out_of_range(
+    site: Path, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    assert sigap(site, "roster", "import", str(EXAMPLE)) == 0
+    capsys.readouterr()
+
+    with pytest.raises(SystemExit) as exit_info:
+        sigap(site, "roster", "show", "--from", value)
+
+    assert exit_info.value.code == 2
+    assert (
+        f"{value} is out of range, give a date from 2000-01-01 to 2200-12-31"
+        in capsys.readouterr().err
+    )
+
+
+def test_show_days_past_last_date(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert sigap(site, "roster", "import", str(EXAMPLE)) == 0
+    capsys.readouterr()
+
+    assert sigap(site, "roster", "show", "--from", "2200-12-31", "--days", "2") == 1
+
+    assert capsys.readouterr().err == (
+        "error: 2201-01-01 is out of range, give a date from 2000-01-01 to"
+        " 2200-12-31\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        (
+            roster_to_yaml(roster_from_dict(sample_document())).replace(
+                "anchor: '2026-12-01'", "anchor: 2026-02-30"
+            ),
+            "rotation.anchor: '2026-02-30' is not a valid date",
+        ),
+        ("? [a, b]\n: x\n", "found a list as a key"),
+        ("[" * 20000, "nested more than 50 deep"),
+    ],
+)
+def test_check_bad_yaml_without_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, problem: str
+) -> None:
+    config = tmp_path / "sigap.toml"
+    config.write_text(CONFIG.format(state=tmp_path / "none"), encoding="utf-8")
+    path = tmp_path / "bad.yaml"
+    path.write_text(text, encoding="utf-8")
+
+    assert sigap(config, "roster", "check", str(path)) == 1
+
+    error = capsys.readouterr().err
+    assert error.startswith(f"error: {path}: ")
+    assert problem in error
+    assert "Traceback" not in error
+
+
+def test_check_csv_wording(
+    site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert sigap(site, "roster", "import", str(EXAMPLE)) == 0
+    good = tmp_path / "shifts.csv"
+    good.write_text(
+        "name,start,hours,minimum_operators\nearly,07:00,8,2\nlate,15:00,8,2\n"
+        "night,23:00,8,1\n",
+        encoding="utf-8",
+    )
+    bad = tmp_path / "bad-shifts.csv"
+    bad.write_text("name,start,hours,minimum_operators\nx,4:55,0,a\n", encoding="utf-8")
+    capsys.readouterr()
+
+    assert sigap(site, "roster", "check", str(good)) == 0
+    valid = capsys.readouterr().out.splitlines()
+    assert sigap(site, "roster", "check", str(bad)) == 1
+    rejected = capsys.readouterr().err.splitlines()
+
+    assert valid[0] == f"{good}: roster valid"
+    assert rejected[0] == f"error: {bad}: 3 problems:"
+    assert rejected[2] == (
+        f"  {bad} row 2, column hours: 0 is out of range, use more than 0 and at"
+        " most 24"
+    )
+
+
+def test_unconfigured_endpoint_names_config(
+    site: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    document = sample_document()
+    document["operators"].append({"endpoint": "op12", "name": "Eko"})
+    path = write_yaml(tmp_path / "roster.yaml", document)
+
+    assert sigap(site, "roster", "check", str(path)) == 1
+
+    last = capsys.readouterr().err.splitlines()[-1]
+    assert last.startswith(
+        f"note: the configuration file {site.resolve()} declares the endpoints"
+        " oncall1, op1, op2, op3, op4, op5, op6, op7, op8, spv1."
+    )
+    assert "run the command from the directory that contains" in last
+
+
+def test_unconfigured_endpoint_without_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SIGAP_CONFIG", raising=False)
+    monkeypatch.setattr(
+        "sigap_pbx.roster.cli.DEFAULT_CONFIG_PATHS", (Path("sigap.toml"),)
+    )
+    monkeypatch.setattr(
+        "sigap_pbx.config.DEFAULT_CONFIG_PATHS", (Path("sigap.toml"),)
+    )
+
+    assert main(["roster", "check", str(EXAMPLE)]) == 1
+
+    error = capsys.readouterr().err
+    assert "endpoint 'op3' is not a SIP endpoint of this site" in error
+    assert error.splitlines()[-1].startswith(
+        "note: no configuration file was found (no --config, no SIGAP_CONFIG, no"
+        " sigap.toml), so only the default endpoints exist: oncall1, op1, op2,"
+        " spv1."
+    )

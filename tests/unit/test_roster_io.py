@@ -319,7 +319,7 @@ def test_swap_of_operator_not_on_shift() -> None:
         roster_from_dict(document)
 
     assert len(problems_of(error)) == 1
-    assert problems_of(error)[0].startswith("exceptions[1]: Swap on 2026-12-01 'early'")
+    assert problems_of(error)[0].startswith("exceptions[1]: swap on 2026-12-01 'early'")
     assert "out_endpoint 'op3' is not on this shift" in problems_of(error)[0]
 
 
@@ -338,7 +338,9 @@ def test_extra_cover_already_on_shift() -> None:
     with pytest.raises(RosterDocumentError) as error:
         roster_from_dict(document)
 
-    assert problems_of(error)[0].startswith("exceptions[3]: ")
+    assert problems_of(error)[0].startswith(
+        "exceptions[3]: extra_cover on 2026-12-01 'early': endpoint 'op7'"
+    )
     assert "'op7' is already on this shift" in problems_of(error)[0]
 
 

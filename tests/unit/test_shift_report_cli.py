@@ -236,3 +236,13 @@ def test_build_unknown_shift_one_line(tmp_path: Path) -> None:
 
     line = assert_one_line_error(result, 1)
     assert "shift 'noon' not found" in line
+
+
+def test_build_date_out_of_range(tmp_path: Path) -> None:
+    database = make_database(tmp_path)
+    asyncio.run(save_roster(database))
+
+    result = run_sigap(tmp_path, "shifts", "build", "9999-12-31", "night")
+
+    line = assert_one_line_error(result, 2)
+    assert "9999-12-31 is out of range, give a date from 2000-01-01 to 2200-12-31" in line
