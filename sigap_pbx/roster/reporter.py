@@ -9,6 +9,10 @@ after a correction.
 
 Each report waits `settle_seconds` after the shift's end, so that calls and
 member events of the last seconds have their outcomes before it is built.
+
+With a `pattern_since` provider, `run_due` reports only windows that end after
+the roster's shift pattern came into force. Windows of the days before the first
+roster, or of the pattern before a change, are then never stored.
 """
 
 from __future__ import annotations
@@ -38,6 +42,9 @@ log = structlog.get_logger(__name__)
 
 Clock = Callable[[], datetime]
 RosterProvider = Callable[[], Awaitable[Roster | None]]
+# Returns when the shift pattern in force came into force, or None without a
+# roster, such as RosterService.pattern_since.
+PatternSinceProvider = Callable[[], Awaitable[datetime | None]]
 
 # Maximum sleep of `run` between two passes, so a changed roster or a clock step
 # takes effect within this many seconds.
@@ -80,6 +87,7 @@ class ShiftReporter:
         clock: Clock = utc_now,
         catch_up_days: int = 7,
         settle_seconds: float = 60.0,
+        pattern_since: PatternSinceProvider | None = None,
     ) -> None:
         if catch_up_days < 1:
             raise ValueError(
@@ -93,6 +101,7 @@ class ShiftReporter:
         self.member_store = member_store
         self.call_store = call_store
         self.roster_provider = roster_provider
+        self.pattern_since = pattern_since
         self.zone = zone
         self.clock = clock
         self.catch_up = timedelta(days=catch_up_days)
@@ -278,10 +287,13 @@ class ShiftReporter:
         """Store a report for each ended shift that has none; return those stored.
 
         Only shifts that ended in the last `catch_up_days` days, and at least
-        `settle_seconds` ago, are considered. A shift whose report fails is
-        logged and skipped, and the next pass tries it again.
+        `settle_seconds` ago, are considered, and with a `pattern_since`
+        provider only those that ended after the shift pattern came into
+        force. A shift whose report fails is logged and skipped, and the next
+        pass tries it again.
         """
         now = self.clock() if now is None else now
+        since = await self._pattern_since()
         roster = await self.roster_provider()
         if roster is None:
             if not self._roster_missing_logged:
@@ -289,7 +301,16 @@ class ShiftReporter:
                 self._roster_missing_logged = True
             return []
         self._roster_missing_logged = False
-        windows = self.ended_windows(roster, now)
+        if await self._pattern_since() != since:
+            # The pattern changed between the two reads, so `roster` may have
+            # the other pattern. The next pass reads both again.
+            log.info("shift_reports_pattern_changed_during_pass")
+            return []
+        windows = [
+            window
+            for window in self.ended_windows(roster, now)
+            if since is None or window.end > since
+        ]
         if not windows:
             return []
         stored = await self.shift_store.report_keys(
@@ -313,6 +334,11 @@ class ShiftReporter:
             if was_written:
                 written.append(key)
         return written
+
+    async def _pattern_since(self) -> datetime | None:
+        if self.pattern_since is None:
+            return None
+        return await self.pattern_since()
 
     async def seconds_to_next_pass(self, now: datetime | None = None) -> float:
         """Return the seconds until the next report is due, at most MAX_SLEEP_SECONDS.

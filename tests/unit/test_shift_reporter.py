@@ -70,15 +70,21 @@ class Setup:
     members: MemberStore
     clock: FakeClock
     roster: list[Roster | None]
+    # When the roster's shift pattern came into force; None reports every window.
+    pattern_since: list[datetime | None]
 
 
 @pytest.fixture
 async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
     db = await Database.open(f"sqlite+aiosqlite:///{tmp_path}/reports.db")
     holder: list[Roster | None] = [make_roster()]
+    since: list[datetime | None] = [None]
 
     async def provider() -> Roster | None:
         return holder[0]
+
+    async def pattern_since() -> datetime | None:
+        return since[0]
 
     clock = FakeClock(EARLY_START + timedelta(hours=8, minutes=5))
     shifts, members, calls = ShiftStore(db), MemberStore(db), CallStore(db)
@@ -91,8 +97,9 @@ async def setup(tmp_path: Path) -> AsyncIterator[Setup]:
         clock=clock,
         catch_up_days=2,
         settle_seconds=60,
+        pattern_since=pattern_since,
     )
-    yield Setup(reporter, shifts, calls, members, clock, holder)
+    yield Setup(reporter, shifts, calls, members, clock, holder, since)
     await db.close()
 
 
@@ -245,6 +252,63 @@ async def test_run_due_without_roster(setup: Setup) -> None:
     setup.roster[0] = None
 
     assert await setup.reporter.run_due() == []
+
+
+async def test_run_due_skips_shifts_before_roster(setup: Setup) -> None:
+    # The first roster is saved at 05:00 local on DAY, during the night shift.
+    setup.pattern_since[0] = EARLY_START - timedelta(hours=2)
+
+    stored = await setup.reporter.run_due()
+
+    assert stored == [(date(2026, 12, 3), "night"), (DAY, "early")]
+
+
+async def test_run_due_at_pattern_end_skipped(setup: Setup) -> None:
+    # A window that ends exactly when the pattern came into force never ran
+    # under it.
+    setup.pattern_since[0] = EARLY_START
+
+    stored = await setup.reporter.run_due()
+
+    assert stored == [(DAY, "early")]
+
+
+async def test_run_due_after_pattern_change(setup: Setup) -> None:
+    # 09:00 local on DAY: the reports up to the night before are stored.
+    setup.clock.now = EARLY_START + timedelta(hours=2)
+    before = await setup.reporter.run_due()
+    # At 10:00 local the pattern changes to two 12-hour shifts.
+    changed_at = EARLY_START + timedelta(hours=3)
+    twelve = ShiftPattern(
+        "two-12h", (ShiftDef("day", time(7), 12, 2), ShiftDef("night", time(19), 12, 1))
+    )
+    old = make_roster()
+    setup.roster[0] = Roster(
+        old.operators, Rotation(twelve, old.rotation.crews, DAY), old.exceptions
+    )
+    setup.pattern_since[0] = changed_at
+    setup.clock.now = EARLY_START + timedelta(days=1, hours=1, minutes=5)
+
+    after = await setup.reporter.run_due()
+
+    assert before[-1] == (date(2026, 12, 3), "night")
+    # The day shift contains the change, so it is reported under the new pattern.
+    assert after == [(DAY, "day"), (DAY, "night")]
+    views = sorted(await setup.shifts.list_reports(), key=lambda v: v.started_at)
+    for earlier, later in zip(views, views[1:], strict=False):
+        assert earlier.ended_at <= later.started_at, (earlier, later)
+
+
+async def test_run_due_pattern_changed_mid_pass(setup: Setup) -> None:
+    values = iter([EARLY_START, EARLY_START + timedelta(hours=1)])
+
+    async def changing() -> datetime | None:
+        return next(values)
+
+    setup.reporter.pattern_since = changing
+
+    assert await setup.reporter.run_due() == []
+    assert await setup.shifts.list_reports() == []
 
 
 async def test_next_pass_at_shift_end(setup: Setup) -> None:
