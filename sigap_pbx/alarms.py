@@ -43,6 +43,8 @@ AlarmKey = tuple[str, str]  # (kind, subject)
 ChangeListener = Callable[[str, dict[str, Any]], None]
 # Writes one audit row: audit(actor, action, subject, detail).
 Audit = Callable[[str, str, str, dict[str, Any]], Awaitable[object]]
+# Audit action of an acknowledgement, dotted like `roster.save`.
+ACKNOWLEDGE_ACTION = "alarm.acknowledge"
 
 
 @dataclass
@@ -227,9 +229,11 @@ class AlarmBoard:
     async def acknowledge(self, alarm_id: int, actor: str) -> dict[str, Any]:
         """Record that `actor` has seen an alarm, and return the alarm as a dict.
 
-        A repeated acknowledgement keeps the first one. An alarm cleared long ago
-        is looked up in the store. Raises AlarmNotFound for an unknown id, and
-        ValueError for an empty actor.
+        A repeated acknowledgement keeps the first one. The result's
+        `already_acknowledged_by` names who acknowledged the alarm before this
+        call, and is None when this call recorded the acknowledgement. An alarm
+        cleared long ago is looked up in the store. Raises AlarmNotFound for an
+        unknown id, and ValueError for an empty actor.
         """
         if not actor or not actor.strip():
             raise ValueError(f"invalid actor {actor!r}: name who acknowledges the alarm")
@@ -241,11 +245,12 @@ class AlarmBoard:
             # not write the row again and the store can update it directly.
             now = self.clock()
             view = await self.store.acknowledge(alarm_id, now, actor)
-            if view.acknowledged_at == now:
-                await self._audit(actor, view.id, view.kind, view.subject)
-            return view.to_dict()
+            if view.acknowledged_at != now:
+                return self._already_acknowledged(view.to_dict(), actor)
+            await self._audit(actor, view.id, view.kind, view.subject)
+            return {**view.to_dict(), "already_acknowledged_by": None}
         if record.acknowledged_at is not None:
-            return record.to_dict()
+            return self._already_acknowledged(record.to_dict(), actor)
         record.acknowledged_at = self.clock()
         record.acknowledged_by = actor
         log.info(
@@ -258,7 +263,17 @@ class AlarmBoard:
         self._save(record)
         self._notify("acknowledged", record)
         await self._audit(actor, alarm_id, record.kind, record.subject)
-        return record.to_dict()
+        return {**record.to_dict(), "already_acknowledged_by": None}
+
+    @staticmethod
+    def _already_acknowledged(alarm: dict[str, Any], actor: str) -> dict[str, Any]:
+        log.info(
+            "alarm_already_acknowledged",
+            alarm_id=alarm["id"],
+            actor=actor,
+            acknowledged_by=alarm["acknowledged_by"],
+        )
+        return {**alarm, "already_acknowledged_by": alarm["acknowledged_by"]}
 
     def _find(self, alarm_id: int) -> AlarmRecord | None:
         for record in [*self._active.values(), *self._cleared]:
@@ -272,7 +287,7 @@ class AlarmBoard:
         try:
             await self.audit(
                 actor,
-                "alarm_acknowledged",
+                ACKNOWLEDGE_ACTION,
                 f"alarm:{alarm_id}",
                 {"alarm_id": alarm_id, "kind": kind, "subject": subject},
             )

@@ -313,8 +313,12 @@ class EndpointHealth:
         other_pauses = sorted(
             {reason for reason in member.pauses.values() if reason not in (None, UNREACHABLE_REASON)}
         )
+        # Members that the roster adds have their endpoint as MemberName.
+        phone = member.subject
+        if member.name and member.name != phone:
+            phone = f"{phone} of {member.name}"
         message = (
-            f"Phone {member.subject} of {member.name} is unreachable ({cause}); "
+            f"Phone {phone} is unreachable ({cause}); "
             "calls skip this member until the phone is back"
         )
         self.alarms.raise_alarm(

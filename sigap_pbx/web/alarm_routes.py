@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 DEFAULT_ACTOR = "api"
 ACTOR_HEADER = "X-Sigap-Actor"
+ACK_BODY_KEYS = ("actor",)
 MAX_ACTOR_LENGTH = 64
 # alarms.id is an INTEGER column, 32 bits on PostgreSQL.
 MAX_ALARM_ID = 2**31 - 1
@@ -70,6 +71,14 @@ async def _actor(request: web.Request) -> str:
     if not isinstance(body, dict):
         raise ApiError(
             400, "invalid_body", 'the body must be a JSON object such as {"actor": "spv1"}'
+        )
+    unknown = sorted(str(key) for key in body if key not in ACK_BODY_KEYS)
+    if unknown:
+        raise ApiError(
+            400,
+            "invalid_body",
+            f"unknown keys {unknown} in the body, send only {', '.join(ACK_BODY_KEYS)}"
+            ' such as {"actor": "spv1"}, or no body',
         )
     actor = body.get("actor") or request.headers.get(ACTOR_HEADER) or DEFAULT_ACTOR
     if (

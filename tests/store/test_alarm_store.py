@@ -227,7 +227,7 @@ async def test_board_acknowledges_row_it_no_longer_holds(alarms: AlarmStore) -> 
     assert audited == [
         (
             "spv1",
-            "alarm_acknowledged",
+            "alarm.acknowledge",
             f"alarm:{alarm_id}",
             {"alarm_id": alarm_id, "kind": "endpoint_unreachable", "subject": "op1"},
         )

@@ -197,3 +197,57 @@ async def test_no_board_is_503() -> None:
         await client.close()
 
     assert response.status == 503
+
+
+async def test_second_ack_names_first(stored_api: tuple[TestClient, AlarmBoard]) -> None:
+    client, board = stored_api
+    record = board.raise_alarm("missed_calls", "op1", "op1 missed 3")
+    await board.flush(timeout=10)
+
+    first = await client.post(f"/api/alarms/{record.id}/ack", json={"actor": "spv1"})
+    second = await client.post(f"/api/alarms/{record.id}/ack", json={"actor": "spv2"})
+
+    assert first.status == 200
+    assert (await first.json())["already_acknowledged_by"] is None
+    assert second.status == 200
+    body = await second.json()
+    assert body["acknowledged_by"] == "spv1"
+    assert body["already_acknowledged_by"] == "spv1"
+
+
+async def test_second_ack_of_stored_row(stored_api: tuple[TestClient, AlarmBoard]) -> None:
+    client, board = stored_api
+    assert board.store is not None
+    alarm_id = await board.store.insert(
+        kind="long_wait",
+        subject="operators",
+        raised_at=T0,
+        severity="warning",
+        message="waiting",
+        detail={},
+        cleared_at=T0 + timedelta(seconds=30),
+        acknowledged_at=T0 + timedelta(seconds=10),
+        acknowledged_by="spv1",
+    )
+
+    response = await client.post(f"/api/alarms/{alarm_id}/ack", json={"actor": "spv2"})
+
+    assert response.status == 200
+    body = await response.json()
+    assert body["acknowledged_by"] == "spv1"
+    assert body["already_acknowledged_by"] == "spv1"
+
+
+async def test_ack_unknown_key_rejected(memory_api: tuple[TestClient, AlarmBoard]) -> None:
+    client, board = memory_api
+    record = board.raise_alarm("missed_calls", "op1", "op1 missed 3")
+
+    response = await client.post(
+        f"/api/alarms/{record.id}/ack", json={"actor": "spv1", "note": "on it"}
+    )
+
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert error["code"] == "invalid_body"
+    assert error["message"].startswith("unknown keys ['note'] in the body")
+    assert record.acknowledged_by is None

@@ -187,7 +187,7 @@ async def test_acknowledge_records_actor_and_audits(
     assert audited == [
         (
             "spv1",
-            "alarm_acknowledged",
+            "alarm.acknowledge",
             f"alarm:{record.id}",
             {"alarm_id": record.id, "kind": "missed_calls", "subject": "op1"},
         )
@@ -204,6 +204,37 @@ async def test_acknowledge_twice_keeps_first(board: AlarmBoard, clock: FakeClock
 
     assert again["acknowledged_by"] == "spv1"
     assert again["acknowledged_at"] == T0.isoformat()
+    assert again["already_acknowledged_by"] == "spv1"
+
+
+async def test_first_acknowledge_not_already(board: AlarmBoard) -> None:
+    record = board.raise_alarm("missed_calls", "op1", "op1 missed 3")
+    assert record.id is not None
+
+    first = await board.acknowledge(record.id, "spv1")
+
+    assert first["already_acknowledged_by"] is None
+    assert "already_acknowledged_by" not in record.to_dict()
+
+
+async def test_repeated_acknowledge_not_audited(board: AlarmBoard) -> None:
+    audited: list[str] = []
+
+    async def audit(actor: str, action: str, subject: str, detail: dict[str, Any]) -> None:
+        audited.append(actor)
+
+    board.audit = audit
+    record = board.raise_alarm("missed_calls", "op1", "op1 missed 3")
+    assert record.id is not None
+
+    await board.acknowledge(record.id, "spv1")
+    with capture_logs() as logs:
+        await board.acknowledge(record.id, "spv2")
+
+    assert audited == ["spv1"]
+    assert [entry["event"] for entry in logs] == ["alarm_already_acknowledged"]
+    assert logs[0]["acknowledged_by"] == "spv1"
+    assert logs[0]["actor"] == "spv2"
 
 
 async def test_acknowledge_cleared_alarm_in_memory(board: AlarmBoard) -> None:

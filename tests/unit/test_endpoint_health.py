@@ -54,11 +54,12 @@ def member_event(
     paused: bool = False,
     reason: str = "",
     interface: str = OP1,
+    member_name: str = "Budi",
 ) -> Event:
     return ami_event(
         name,
         ("Queue", queue),
-        ("MemberName", "Budi"),
+        ("MemberName", member_name),
         ("Interface", interface),
         ("StateInterface", interface),
         ("Membership", "dynamic"),
@@ -375,3 +376,19 @@ async def test_non_pjsip_member_uses_interface_subject(
     await settle()
 
     assert board.get_active(ALARM_KIND, "Local/101@agents") is not None
+
+
+@pytest.mark.parametrize(
+    ("member_name", "phone"), [("op1", "op1"), ("Budi", "op1 of Budi")]
+)
+async def test_alarm_names_member_once(
+    health: EndpointHealth, board: AlarmBoard, member_name: str, phone: str
+) -> None:
+    health.on_event(member_event("QueueMemberAdded", status="5", member_name=member_name))
+    await settle()
+
+    alarm = board.get_active(ALARM_KIND, "op1")
+    assert alarm is not None
+    assert alarm.message.startswith(
+        f"Phone {phone} is unreachable (device state unavailable); "
+    )
