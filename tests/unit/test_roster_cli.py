@@ -469,3 +469,17 @@ def test_unconfigured_endpoint_without_config(
         " sigap.toml), so only the default endpoints exist: oncall1, op1, op2,"
         " spv1."
     )
+
+
+def test_documented_show_output(
+    site: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = (EXAMPLE.parents[1] / "roster.md").read_text(encoding="utf-8")
+    command = "$ sigap roster show --from 2026-12-12\n"
+    documented = text.split(command, 1)[1].split("```", 1)[0]
+    assert sigap(site, "roster", "import", str(EXAMPLE)) == 0
+    capsys.readouterr()
+
+    assert sigap(site, "roster", "show", "--from", "2026-12-12") == 0
+
+    assert capsys.readouterr().out == documented

@@ -34,6 +34,8 @@ from sigap_pbx.roster.io import (
     roster_to_yaml,
 )
 from sigap_pbx.roster.model import ExtraCover, Leave, Role, RosterError, Swap
+from sigap_pbx.roster.schedule import DEFAULT_TZ
+from sigap_pbx.roster.service import shifts_of
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "roster.yaml"
 ENDPOINTS = [f"op{i}" for i in range(1, 9)]
@@ -848,3 +850,23 @@ def test_unchecked_names_read_for_stored_versions() -> None:
     roster = roster_from_dict(document, check_names=False)
 
     assert roster.operators[0].name == "Ayu\x00"
+
+
+def test_documented_example_matches_sample() -> None:
+    text = (EXAMPLE.parents[1] / "roster.md").read_text(encoding="utf-8")
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    documented = roster_from_yaml(block, "docs/roster.md")
+    sample = roster_from_yaml(EXAMPLE.read_text(encoding="utf-8"), str(EXAMPLE))
+
+    assert [(o.endpoint, o.role, o.active) for o in documented.operators] == [
+        (o.endpoint, o.role, o.active) for o in sample.operators
+    ]
+    assert documented.rotation == sample.rotation
+    assert set(documented.exceptions) == set(sample.exceptions)
+    start = date(2026, 12, 1)
+    for mine, theirs in zip(
+        shifts_of(documented, start, 31, DEFAULT_TZ),
+        shifts_of(sample, start, 31, DEFAULT_TZ),
+        strict=True,
+    ):
+        assert mine.duties == theirs.duties, (mine.shift_date, mine.shift.name)
