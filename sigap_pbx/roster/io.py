@@ -512,7 +512,10 @@ def _read_exception(
             f" {', '.join(EXCEPTION_TYPES)}",
         )
         return None
-    item = reader.mapping(value, path, EXCEPTION_KEYS[kind], (), f"a {kind}")
+    article = "an" if kind == "extra_cover" else "a"
+    item = reader.mapping(
+        value, path, EXCEPTION_KEYS[kind], (), f"{article} {kind}"
+    )
     if item is None:
         return None
 

@@ -724,7 +724,7 @@ def test_exception_unknown_key_rejected(extra: str) -> None:
 
     assert len(problems_of(error)) == 1
     assert problems_of(error)[0].startswith(
-        f"exception.{extra}: unknown key {extra!r} in a extra_cover"
+        f"exception.{extra}: unknown key {extra!r} in an extra_cover"
     )
 
 

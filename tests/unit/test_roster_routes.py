@@ -353,7 +353,7 @@ async def test_exception_unknown_key_rejected(
     error = await error_of(response, 400)
     assert error["code"] == "invalid_roster"
     assert error["problems"][0].startswith(
-        "exception.shfit: unknown key 'shfit' in a extra_cover, did you mean 'shift'?"
+        "exception.shfit: unknown key 'shfit' in an extra_cover, did you mean 'shift'?"
     )
     versions = await (await api.get("/api/roster/versions")).json()
     assert len(versions["versions"]) == 1
