@@ -214,6 +214,7 @@ class Controller:
         self.shift_reports = ShiftReporter(
             shift_store, MemberStore(self.db), self.store, self.rosters.current,
             zone=config.roster.zone, clock=self.clock,
+            pattern_since=self.rosters.pattern_since,
         )
         self.operator_actions = OperatorActions(
             self.ami, self.membership, operators, audit=self.rosters.audit,

@@ -132,6 +132,7 @@ class FastAgiServer:
         self._server: asyncio.Server | None = None
         self._problems = _RateLimitedLog()
         self.connections = 0
+        self._sessions: set[asyncio.Task[None]] = set()
         self.rejected_connections = 0
 
     def route(self, script: str, handler: AgiHandler, *, timeout: float | None = None) -> None:
@@ -153,10 +154,19 @@ class FastAgiServer:
             self._server.close()
             await self._server.wait_closed()
             self._server = None
+        # Python 3.11's wait_closed() does not wait for open connections: end the
+        # sessions still running (a call-out waiting for a digit, say) here.
+        sessions = list(self._sessions)
+        for task in sessions:
+            task.cancel()
+        await asyncio.gather(*sessions, return_exceptions=True)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
         peer = writer.get_extra_info("peername")
+        task = asyncio.current_task()
+        if task is not None:
+            self._sessions.add(task)
         try:
             env_parser = AgiEnvironmentParser()
             env = await asyncio.wait_for(
@@ -185,8 +195,14 @@ class FastAgiServer:
             self._problems.warning("fastagi_reply_invalid", peer=str(peer), error=str(exc))
         except (ConnectionError, OSError) as exc:
             self._problems.warning("fastagi_connection_error", peer=str(peer), error=str(exc))
+        except asyncio.CancelledError:
+            # Only stop() cancels a session. Ending normally keeps asyncio's stream
+            # callback from reporting the cancellation as an error.
+            log.info("fastagi_session_cancelled", peer=str(peer))
         finally:
             writer.close()
+            if task is not None:
+                self._sessions.discard(task)
 
     async def _read_environment(
         self, reader: asyncio.StreamReader, parser: AgiEnvironmentParser

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import time
@@ -57,6 +58,8 @@ SQLITE_PRAGMAS = (
 # it at once, SQLite can return "database is locked" without waiting for the busy
 # timeout, so the switch is retried for up to this many seconds.
 SQLITE_WAL_RETRY_SECONDS = 5.0
+# Seconds that opening a database retries a schema upgrade that met a lock.
+SQLITE_MIGRATION_RETRY_SECONDS = 15.0
 
 # Permissions of a new SQLite file, which contains caller numbers. SQLite gives the
 # -wal and -shm files that it creates beside it the same permissions.
@@ -461,18 +464,35 @@ class Database:
 
     async def _upgrade(self) -> None:
         head = head_revision()
-        async with self._connect() as connection:
+        deadline = time.monotonic() + SQLITE_MIGRATION_RETRY_SECONDS
+        while True:
             try:
-                async with connection.begin():
-                    start = await connection.run_sync(_upgrade_to_head)
+                start = await self._upgrade_once()
+                break
+            except exc.OperationalError as error:
+                # Another process opening the same new file can hold it for the WAL
+                # switch, and SQLite then answers BEGIN IMMEDIATE with "database is
+                # locked" at once, without the busy timeout.
+                retry = self.dialect == "sqlite" and "locked" in str(error)
+                if not retry or time.monotonic() > deadline:
+                    raise self._migration_error(head, error) from error
+                await asyncio.sleep(0.05)
             except (CommandError, exc.SQLAlchemyError) as error:
-                raise MigrationError(
-                    f"upgrading the schema of {self.url} to revision {head} failed: "
-                    f"{describe_error(error)}; if the database holds tables "
-                    "that Alembic did not create, use a new database"
-                ) from error
+                raise self._migration_error(head, error) from error
         if start != head:
             log.info("database_schema_upgraded", url=self.url, start=start, head=head)
+
+    def _migration_error(self, head: str, error: BaseException) -> MigrationError:
+        return MigrationError(
+            f"upgrading the schema of {self.url} to revision {head} failed: "
+            f"{describe_error(error)}; if the database holds tables "
+            "that Alembic did not create, use a new database"
+        )
+
+    async def _upgrade_once(self) -> str | None:
+        async with self._connect() as connection:
+            async with connection.begin():
+                return await connection.run_sync(_upgrade_to_head)
 
     async def _check_schema_is_current(self) -> None:
         head = head_revision()

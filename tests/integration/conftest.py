@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import uuid
@@ -57,3 +58,21 @@ def config(stack: Stack, tmp_path):
 def caller_number() -> str:
     """A caller number no other test uses, so each test finds its own calls."""
     return "0812" + str(uuid.uuid4().int)[:8]
+
+
+@pytest.fixture(autouse=True)
+async def no_stuck_tasks():
+    """Cancel the tasks a test leaves behind, and name any that will not stop.
+
+    pytest-asyncio waits for every task when it closes the loop, so one that
+    ignores cancellation would hang the run until the test timeout without saying
+    which task it was.
+    """
+    yield
+    current = asyncio.current_task()
+    left = [task for task in asyncio.all_tasks() if task is not current and not task.done()]
+    for task in left:
+        task.cancel()
+    if left:
+        _, pending = await asyncio.wait(left, timeout=10)
+        assert not pending, f"tasks that ignore cancellation: {[repr(t) for t in pending]}"

@@ -235,3 +235,36 @@ async def test_caller_keys_forward_nothing(clean_stack: Stack, config, caller_nu
         assert result.ok, result.errors
         assert requests == []
         assert "agency-fire-1" not in stack.rx("core show channels")
+
+
+async def test_consult_then_join(clean_stack: Stack, config, caller_number):
+    stack = clean_stack
+    async with running_controller(config) as controller:
+        forwarder = await forwarder_for(controller)
+        await stack.start_phone("op1", ring_ms=300)
+        stack.add_member("op1")
+        await stack.start_phone("agency-fire-1", ring_ms=300)
+        call, uniqueid = await answered_call(stack, controller, caller_number, 16000)
+
+        await forwarder.consult(uniqueid, "damkar", actor="op1")
+        # The caller holds while op1 talks to the agency line.
+        await Stack.wait_for(
+            lambda: "sigap-forward-hold" in stack.rx("core show channels verbose"), 10,
+            "caller on hold",
+        )
+        await Stack.wait_for(
+            lambda: _done(attempts(controller, uniqueid), [(1, "ringing")]), 10,
+            "agency line answered the consult",
+        )
+        await asyncio.sleep(1)
+        result = await forwarder.consult_complete(uniqueid, "join", actor="op1")
+        room = result["room"]
+        await Stack.wait_for(
+            lambda: stack.rx(f"confbridge list {room}").count("sigap-bridge") >= 3, 10,
+            "caller, operator and agency in the conference",
+        )
+        listing = stack.rx(f"confbridge list {room}")
+        assert "PJSIP/carrier" in listing
+        assert "PJSIP/op1" in listing
+        assert "PJSIP/agency-fire-1" in listing
+        assert (await call).ok
