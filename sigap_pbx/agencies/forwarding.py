@@ -149,6 +149,9 @@ class Forwarder:
         self.clock = clock
         self.action_timeout = action_timeout
         self.routes: dict[str, AgencyRoute] = {}
+        # NOTE: held in memory only. After a controller restart, a caller left alone
+        # in a conference is not sent back to the queue (the caller still hears the
+        # hold class), and a consult can no longer be completed from the API.
         self.conferences: dict[str, Conference] = {}
         self.consults: dict[str, Consult] = {}
         # (context of the attempt, agency dial code, line index) -> forward_attempts id.
