@@ -436,6 +436,7 @@ class Controller:
         self.forwarder = Forwarder(
             self.ami, self._agency_routes, self.forward_store, audit=self.rosters.audit,
             clock=self.clock, action_timeout=config.ami.action_timeout,
+            reports_for_call=self.reports.reports_for_call,
         )
         self.escalation = EscalationWatcher(
             DispatchStore(self.db), config.agencies, self.alarms, self._escalation_callout,

@@ -141,8 +141,12 @@ class Forwarder:
         audit: Audit | None = None,
         clock: Clock = utc_now,
         action_timeout: float = 5.0,
+        reports_for_call: Callable[[str], Awaitable[list[int]]] | None = None,
     ) -> None:
         self.ami = ami
+        # Finds the report of a call forwarded without one (an in-call feature code),
+        # so its attempts are recorded on the report too.
+        self.reports_for_call = reports_for_call
         self.routes_provider = routes_provider
         self.store = store
         self.audit = audit
@@ -503,6 +507,9 @@ class Forwarder:
         key = (call or f"report:{report}", code, event.get("Line") or "")
         route = self.routes.get(code)
         if stage == "attempt" and route is not None and self.store is not None:
+            if not report.isdigit() and call and self.reports_for_call is not None:
+                linked = await self.reports_for_call(call)
+                report = str(max(linked)) if linked else ""
             attempt_id = await self.store.insert_attempt(
                 agency_id=route.agency_id,
                 target=event.get("Target") or "",

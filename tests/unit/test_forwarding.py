@@ -157,3 +157,25 @@ async def test_attempt_and_result_recorded() -> None:
     assert row["line_priority"] == 1
     assert row["result"] == "answered"
     assert row["seconds"] == 42.0
+
+
+async def test_attempt_of_feature_code_gets_report() -> None:
+    store = MemoryStore()
+    ami = FakeAmi()
+
+    async def routes() -> list[AgencyRoute]:
+        return [FIRE]
+
+    async def reports_for_call(uniqueid: str) -> list[int]:
+        return [3, 5] if uniqueid == "1.0" else []
+
+    forward = Forwarder(ami, routes, store, reports_for_call=reports_for_call)
+    await forward.publish()
+    forward.on_event(event("UserEvent", UserEvent="SigapForward", Stage="attempt", Agency="1",
+                           Line="1", Mode="conference", Call="1.0", Report="",
+                           Target="agency-fire-1"))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    (row,) = store.rows.values()
+    assert row["report_id"] == 5
+    assert row["call_uniqueid"] == "1.0"
