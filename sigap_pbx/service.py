@@ -300,6 +300,8 @@ class Controller:
         await self.ami.stop()
         if self.membership is not None:
             await self.membership.stop()
+        if self.operator_actions is not None:
+            await self.operator_actions.stop()
         if self.tracker is not None:
             with contextlib.suppress(TimeoutError):
                 await self.tracker.flush(timeout=10)

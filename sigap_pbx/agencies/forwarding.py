@@ -163,6 +163,7 @@ class Forwarder:
         self._tasks: set[asyncio.Task[None]] = set()
         self._forward_events: asyncio.Queue[Event] = asyncio.Queue()
         self._worker: asyncio.Future[None] | None = None
+        self._stopped = False
 
     # Agency lines in AstDB -----------------------------------------------------------
 
@@ -422,6 +423,8 @@ class Forwarder:
     # Events --------------------------------------------------------------------------
 
     def on_event(self, event: Event) -> None:
+        if self._stopped:
+            return
         name = event.name
         if name == "UserEvent" and event.get("UserEvent") == "SigapForward":
             # One worker, in event order: a result must find its attempt's row.
@@ -561,8 +564,17 @@ class Forwarder:
             log.error("forward_task_failed", exc_info=task.exception())
 
     async def stop(self) -> None:
-        if self._worker is not None:
-            self._worker.cancel()
+        # Let the recorder finish the rows it has: a database write cancelled halfway
+        # leaves SQLAlchemy a connection to close after the database is gone.
+        if self._worker is not None and not self._worker.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(self._worker), timeout=5)
+            except TimeoutError:
+                log.warning("forward_attempts_not_recorded", pending=self._forward_events.qsize())
+                self._worker.cancel()
+        self._stopped = True
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -161,6 +161,14 @@ class OperatorActions:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def stop(self) -> None:
+        """Wait for audit entries being written, then cancel any left."""
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
     async def _audit(self, actor: str, action: str, subject: str, detail: dict[str, Any]) -> None:
         if self.audit is None:
             return

@@ -720,6 +720,10 @@ class MembershipManager:
         }
 
     async def stop(self) -> None:
+        # Let overrides and audit entries being written finish first: a database
+        # write cancelled halfway leaves a connection to close after the database.
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
