@@ -107,6 +107,7 @@ class CoverageGuard:
         long_wait_seconds: float,
         shift_provider: ShiftProvider = lambda: None,
         clock: Callable[[], float] = time.monotonic,
+        hold_seconds: float = 0.0,
     ) -> None:
         if not math.isfinite(long_wait_seconds) or long_wait_seconds <= 0:
             raise ValueError(
@@ -119,6 +120,11 @@ class CoverageGuard:
         self.long_wait_seconds = float(long_wait_seconds)
         self.shift_provider = shift_provider
         self.clock = clock
+        # Seconds a condition must hold before its alarm is raised. Under load every
+        # operator is briefly busy many times a minute, and without a hold the
+        # alarms would be raised and cleared that often.
+        self.hold_seconds = hold_seconds
+        self._since: dict[str, float] = {}
         # Per caller uniqueid: (first join, last seen), in `clock` seconds.
         self._callers: dict[str, tuple[float, float]] = {}
         self._shift_error: str | None = None
@@ -140,9 +146,18 @@ class CoverageGuard:
 
     # Members ---------------------------------------------------------------------------
 
+    def _held(self, kind: str, active: bool) -> bool:
+        """Return whether a condition has been true for `hold_seconds` without a break."""
+        if not active:
+            self._since.pop(kind, None)
+            return False
+        since = self._since.setdefault(kind, self.clock())
+        return self.clock() - since >= self.hold_seconds
+
     def _check_nobody_available(self, members: list[Member]) -> None:
-        if any(is_available(member) for member in members):
-            self.alarms.clear(NOBODY_AVAILABLE, self.primary_queue, "member_available")
+        if not self._held(NOBODY_AVAILABLE, not any(is_available(m) for m in members)):
+            if any(is_available(member) for member in members):
+                self.alarms.clear(NOBODY_AVAILABLE, self.primary_queue, "member_available")
             return
         counts = _unavailable_counts(members)
         if members:
@@ -161,9 +176,12 @@ class CoverageGuard:
 
     def _check_below_minimum(self, members: list[Member], shift: ShiftInfo | None) -> None:
         on_post = sum(1 for member in members if is_on_post(member))
-        if shift is None or on_post >= shift.minimum_operators:
-            self.alarms.clear(BELOW_MINIMUM, self.primary_queue, "minimum_met")
+        short = shift is not None and on_post < shift.minimum_operators
+        if not self._held(BELOW_MINIMUM, short):
+            if not short:
+                self.alarms.clear(BELOW_MINIMUM, self.primary_queue, "minimum_met")
             return
+        assert shift is not None
         self.alarms.raise_alarm(
             BELOW_MINIMUM,
             self.primary_queue,

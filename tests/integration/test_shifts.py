@@ -267,7 +267,7 @@ async def test_nobody_available_overflow_answers(clean_stack: Stack, config, cal
         await Stack.wait_for(
             lambda: any(a["kind"] == "nobody_available"
                         for a in controller.alarms.snapshot()),
-            10, "nobody_available alarm",
+            15, "nobody_available alarm",
         )
         result = await call
         assert result.ok, result.errors

@@ -328,3 +328,43 @@ def test_long_wait_message_steps(board: AlarmBoard, clock: FakeMonotonic) -> Non
 def test_invalid_threshold_rejected(board: AlarmBoard, clock: FakeMonotonic) -> None:
     with pytest.raises(ValueError, match="long_wait_alarm_seconds"):
         CoverageGuard(live_view(), board, PRIMARY, 0, Roster(None), clock)
+
+
+def test_hold_delays_nobody_available(board: AlarmBoard, clock: FakeMonotonic) -> None:
+    view = live_view(member("op1", in_call=True))
+    guard = CoverageGuard(view, board, PRIMARY, 20, Roster(None), clock, hold_seconds=5)
+    guard.evaluate()
+    assert board.get_active(NOBODY_AVAILABLE, PRIMARY) is None
+
+    clock.now += 4.9
+    guard.evaluate()
+    assert board.get_active(NOBODY_AVAILABLE, PRIMARY) is None
+
+    clock.now += 0.2
+    guard.evaluate()
+    assert board.get_active(NOBODY_AVAILABLE, PRIMARY) is not None
+
+
+def test_hold_restarts_after_break(board: AlarmBoard, clock: FakeMonotonic) -> None:
+    view = live_view(member("op1", in_call=True))
+    guard = CoverageGuard(view, board, PRIMARY, 20, Roster(None), clock, hold_seconds=5)
+    guard.evaluate()
+    clock.now += 4
+    # op1 is free for a moment: the condition breaks, so the hold starts again.
+    view.queues[PRIMARY].members["PJSIP/op1"].in_call = False
+    guard.evaluate()
+    view.queues[PRIMARY].members["PJSIP/op1"].in_call = True
+    clock.now += 4
+    guard.evaluate()
+    assert board.get_active(NOBODY_AVAILABLE, PRIMARY) is None
+    assert board.history(10) == []
+
+
+def test_hold_delays_below_minimum(board: AlarmBoard, clock: FakeMonotonic, roster: Roster) -> None:
+    view = live_view(member("op1"))
+    guard = CoverageGuard(view, board, PRIMARY, 20, roster, clock, hold_seconds=5)
+    guard.evaluate()
+    assert board.get_active(BELOW_MINIMUM, PRIMARY) is None
+    clock.now += 5
+    guard.evaluate()
+    assert board.get_active(BELOW_MINIMUM, PRIMARY) is not None
