@@ -193,6 +193,20 @@ class Forwarder:
         log.info("agency_lines_published", agencies=len(published))
         return len(published)
 
+    async def find_route(self, agency: str) -> AgencyRoute:
+        """Return the route of an agency, publishing the lines again if it is unknown.
+
+        An agency added since the last publication (they run every minute) is
+        then found at once.
+        """
+        try:
+            return self.route(agency)
+        except ForwardError as exc:
+            if exc.code != "agency_not_found":
+                raise
+        await self.publish()
+        return self.route(agency)
+
     def route(self, agency: str) -> AgencyRoute:
         """Return the route of an agency given by code or dial code."""
         for route in self.routes.values():
@@ -217,7 +231,7 @@ class Forwarder:
     ) -> dict[str, Any]:
         """Hand the caller to the agency's lines; the operator's leg ends."""
         call_uniqueid = _check_uniqueid(call_uniqueid)
-        route = self.route(agency)
+        route = await self.find_route(agency)
         caller, _ = await self._call_channels(call_uniqueid, need_operator=False)
         await self._setvars(caller, SIGAP_FWD_CODE=route.dial_code,
                             SIGAP_FWD_REPORT=_report(report_id))
@@ -232,7 +246,7 @@ class Forwarder:
     ) -> dict[str, Any]:
         """Join the caller, the operator and the agency's first line that answers."""
         call_uniqueid = _check_uniqueid(call_uniqueid)
-        route = self.route(agency)
+        route = await self.find_route(agency)
         caller, operator = await self._call_channels(call_uniqueid, need_operator=True)
         assert operator is not None
         room = room_name(call_uniqueid)
@@ -252,7 +266,7 @@ class Forwarder:
     ) -> dict[str, Any]:
         """Put the caller on hold and ring the agency's lines from the operator's phone."""
         call_uniqueid = _check_uniqueid(call_uniqueid)
-        route = self.route(agency)
+        route = await self.find_route(agency)
         caller, operator = await self._call_channels(call_uniqueid, need_operator=True)
         assert operator is not None
         await self._setvars(operator, SIGAP_FWD_CODE=route.dial_code,
@@ -318,7 +332,7 @@ class Forwarder:
         The line that answers hears the report's message and presses 1 to
         acknowledge it (see the report/acknowledge FastAGI route).
         """
-        route = self.route(agency)
+        route = await self.find_route(agency)
         variables = {
             "SIGAP_FWD_CODE": route.dial_code,
             "SIGAP_FWD_DISPATCH": str(int(dispatch_id)),
