@@ -10,6 +10,8 @@ this site) or `error` (the dialplan then does the action itself).
 from __future__ import annotations
 
 import hmac
+import time
+from collections.abc import Callable
 from typing import Protocol
 
 import structlog
@@ -42,6 +44,8 @@ class OperatorFeatures:
         *,
         token: str | None = None,
         membership: MembershipActions | None = None,
+        max_age: float | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ):
         self.ami = ami
         self.queue = queue
@@ -52,6 +56,11 @@ class OperatorFeatures:
         # With a membership manager, the change is stored as a duty override for
         # the rest of the shift and audited; without one, only the queue changes.
         self.membership = membership
+        # Seconds after which a request is stale: the dialplan has stopped waiting
+        # and done the action itself (agi_arg_3 is the request's epoch). None skips
+        # the check.
+        self.max_age = max_age
+        self.wall_clock = wall_clock
 
     async def login(self, session: AgiSession) -> None:
         await self._run(session, "login")
@@ -72,6 +81,11 @@ class OperatorFeatures:
             log.warning("operator_feature_invalid_endpoint", error=str(exc))
             await session.set_variable("SIGAP_RESULT", "rejected")
             return
+        if self._stale(session):
+            log.warning("operator_feature_stale", endpoint=endpoint, action=action,
+                        requested=session.arg(3))
+            await session.set_variable("SIGAP_RESULT", "stale")
+            return
         if endpoint not in self.operators:
             log.warning("operator_feature_rejected", endpoint=endpoint, action=action)
             await session.set_variable("SIGAP_RESULT", "rejected")
@@ -84,6 +98,15 @@ class OperatorFeatures:
             result = await self._queue_change(endpoint, action)
         await session.set_variable("SIGAP_RESULT", result)
         log.info("operator_feature", endpoint=endpoint, action=action, result=result)
+
+    def _stale(self, session: AgiSession) -> bool:
+        if self.max_age is None:
+            return False
+        requested = session.arg(3)
+        if not requested.isdigit():
+            # A dialplan from before the argument existed: treat it as fresh.
+            return False
+        return self.wall_clock() - int(requested) > self.max_age
 
     async def _queue_change(self, endpoint: str, action: str) -> str:
         interface = pjsip_interface(endpoint)

@@ -236,6 +236,8 @@ class Controller:
             operators,
             token=self._agi_token,
             membership=self.membership,
+            # EPOCH has whole seconds, hence the extra second.
+            max_age=config.agi.operator_wait_seconds + 1,
         )
         self.agi.route("operator/login", features.login)
         self.agi.route("operator/logout", features.logout)

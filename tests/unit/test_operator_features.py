@@ -214,3 +214,22 @@ async def test_right_token_accepted() -> None:
 
     assert session.variables == {"SIGAP_RESULT": "ok"}
     assert [name for name, _, _ in ami.actions] == ["QueueRemove"]
+
+
+@pytest.mark.parametrize(
+    ("age", "result", "actions"),
+    [(2, "ok", ["QueueRemove"]), (5, "ok", ["QueueRemove"]), (6, "stale", [])],
+)
+async def test_stale_request_ignored(age: int, result: str, actions: list[str]) -> None:
+    """A request the dialplan stopped waiting for is not carried out late."""
+    ami = StubAmi(completion("Success", "Removed interface from queue"))
+    session = StubSession("op1")
+    session.env["agi_arg_3"] = str(1_796_400_000 - age)
+    checked = OperatorFeatures(  # type: ignore[arg-type]
+        ami, "operators", {"op1"}, max_age=5, wall_clock=lambda: 1_796_400_000.0
+    )
+
+    await checked.logout(session)  # type: ignore[arg-type]
+
+    assert session.variables == {"SIGAP_RESULT": result}
+    assert [name for name, _, _ in ami.actions] == actions
