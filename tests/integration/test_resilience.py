@@ -34,7 +34,17 @@ async def test_killed_controller_call_answered_then_reconciled(
     assert await records_from(config.database_url, normalised(caller_number)) == []
 
     async with running_controller(config):
-        [call] = await wait_for_final(config, caller_number)
+        await wait_for_final(config, caller_number)
+        # A call that ended moments ago is taken by a periodic pass, which writes
+        # the record first and its timeline right after: wait for both.
+        number = normalised(caller_number)
+
+        async def with_timeline() -> bool:
+            calls = await records_from(config.database_url, number)
+            return len(calls) == 1 and bool(calls[0].events)
+
+        await Stack.wait_for(with_timeline, 20, "the reconciled call's timeline")
+    [call] = await records_from(config.database_url, normalised(caller_number))
     assert call.reconciled is True
     assert call.outcome == "answered"
     assert call.operator == "op1"
@@ -167,7 +177,17 @@ async def test_call_without_cel_rows_rebuilt_from_cdr(clean_stack: Stack, config
     assert removed > 5
 
     async with running_controller(config):
-        [call] = await wait_for_final(config, caller_number)
+        await wait_for_final(config, caller_number)
+        # A call that ended moments ago is taken by a periodic pass, which writes
+        # the record first and its timeline right after: wait for both.
+        number = normalised(caller_number)
+
+        async def with_timeline() -> bool:
+            calls = await records_from(config.database_url, number)
+            return len(calls) == 1 and bool(calls[0].events)
+
+        await Stack.wait_for(with_timeline, 20, "the reconciled call's timeline")
+    [call] = await records_from(config.database_url, normalised(caller_number))
     assert call.reconciled is True
     assert call.outcome == "answered"
     assert call.operator == "op1"
