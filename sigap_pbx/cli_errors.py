@@ -7,4 +7,4 @@ modules, which import sigap_pbx.cli, would raise one that main() does not catch.
 
 
 class CommandError(Exception):
-    """A command failed; the message says why and what to do."""
+    """A failed command. Its message states the cause and the next step."""

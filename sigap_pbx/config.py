@@ -238,7 +238,7 @@ class AgenciesConfig(_Section):
     webhook_timeout_seconds: float = Field(10.0, gt=0, le=60)
     # Delivery attempts of one webhook message before it is marked failed.
     webhook_max_attempts: int = Field(12, ge=1, le=100)
-    # Longest wait between two attempts; the wait doubles from 1 s up to this.
+    # Maximum wait between two attempts. The wait doubles from 1 s up to this.
     webhook_backoff_max_seconds: float = Field(300.0, ge=1, le=3600)
 
     @field_validator("acknowledge_minutes")

@@ -53,8 +53,8 @@ class OperatorFeatures:
         self.timeout = timeout
         # The dialplan passes this as agi_arg_2. None (tests) skips the check.
         self.token = token
-        # With a membership manager, the change is stored as a duty override for
-        # the rest of the shift and audited; without one, only the queue changes.
+        # With a membership manager, the change is audited and stored as a duty
+        # override for the rest of the shift. Without one, only the queue changes.
         self.membership = membership
         # Seconds after which a request is stale: the dialplan has stopped waiting
         # and done the action itself (agi_arg_3 is the request's epoch). None skips

@@ -431,7 +431,9 @@ class Controller:
     # Agencies ------------------------------------------------------------------------
 
     def _start_agencies(self) -> None:
-        assert self.db is not None and self.rosters is not None and self.alarms is not None
+        assert self.db is not None
+        assert self.rosters is not None
+        assert self.alarms is not None
         config = self.config
         self.agencies = AgencyService(self.db, config, clock=self.clock)
         self.reports = ReportService(self.db, config, clock=self.clock)

@@ -285,8 +285,8 @@ class Reconciler:
         by_linkedid: dict[str, list[CelRow]] = defaultdict(list)
         for row in rows:
             by_linkedid[row.linkedid].append(row)
-        # A call that ended moments ago is left to the live path, whose last writes
-        # may still be queued; a later pass takes it if they never come.
+        # A call that ended moments ago is left to the live path, because its last
+        # writes may still be queued. A later pass takes it if they never come.
         settled_before = datetime.now(UTC).timestamp() - self.settle_seconds
         finished = {
             linkedid

@@ -471,7 +471,7 @@ class Database:
                 break
             except exc.OperationalError as error:
                 # Another process opening the same new file can hold it for the WAL
-                # switch, and SQLite then answers BEGIN IMMEDIATE with "database is
+                # switch, and SQLite then fails BEGIN IMMEDIATE with "database is
                 # locked" at once, without the busy timeout.
                 retry = self.dialect == "sqlite" and "locked" in str(error)
                 if not retry or time.monotonic() > deadline:

@@ -217,7 +217,7 @@ async def errors_as_json(request: web.Request, handler: Any) -> web.StreamRespon
             400, "invalid_json", "request body is nested too deeply; flatten it"
         ).response()
     except Exception:
-        # Unexpected: log it with the request, and answer in the API's format.
+        # Unexpected: log it with the request, and reply in the API's format.
         log.exception("api_request_failed", method=request.method, path=request.path)
         return ApiError(
             500, "internal_error",
