@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 log() { printf '[setup %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 # mmdebstrap builds the Asterisk root, sipp (package sip-tester) plays callers and
-# phones, espeak-ng and sox make the Indonesian prompts, sqlite3 reads CDR/CEL by hand.
-PACKAGES=(mmdebstrap sip-tester zstd espeak-ng sox sqlite3 curl)
+# phones, espeak-ng and sox make the Indonesian prompts, sqlite3 reads CDR/CEL by hand,
+# chromium (with a font) runs the browser tests through Playwright.
+PACKAGES=(mmdebstrap sip-tester zstd espeak-ng sox sqlite3 curl chromium fonts-dejavu-core)
 missing=()
 for pkg in "${PACKAGES[@]}"; do
     dpkg-query -W -f '${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -264,6 +264,7 @@ COMMAND_MODULES = (
     "sigap_pbx.roster.report_cli",
     "sigap_pbx.members.cli",
     "sigap_pbx.agencies.cli",
+    "sigap_pbx.user_cli",
 )
 
 

@@ -312,18 +312,51 @@ class DatabaseConfig(_Section):
 
 
 class WebConfig(_Section):
+    # The address the web server listens on. Any address other than a loopback one
+    # needs tls_cert and tls_key, because session cookies are sent over HTTPS only.
     host: str = "127.0.0.1"
     port: int = Field(8112, ge=1, le=65535)
+    # Host header names accepted besides loopback ones, e.g. ["sigap.example.go.id"].
+    # A request naming any other host is rejected, which defeats DNS rebinding.
+    allowed_hosts: list[str] = []
+    # PEM certificate chain and key for HTTPS.
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
 
     @field_validator("host")
     @classmethod
-    def _loopback_only(cls, value: str) -> str:
-        if not ipaddress.ip_address(value).is_loopback:
+    def _ip_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+        except ValueError:
             raise ValueError(
-                "the web server has no user accounts yet, so it listens on a loopback "
-                "address only (127.0.0.1 or ::1)"
-            )
+                f"{value!r} is not an IP address: give the address to listen on, "
+                "such as 127.0.0.1, 0.0.0.0 or ::"
+            ) from None
         return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9.-]{1,253}", name):
+                raise ValueError(
+                    f"{name!r} is not a host name: list names such as "
+                    "sigap.example.go.id, without a scheme or port"
+                )
+        return [name.lower() for name in value]
+
+    @model_validator(mode="after")
+    def _tls_beyond_loopback(self) -> WebConfig:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be set together")
+        if not ipaddress.ip_address(self.host).is_loopback and self.tls_cert is None:
+            raise ValueError(
+                f"host {self.host!r} is not a loopback address, so the web server "
+                "needs HTTPS: set tls_cert and tls_key, or listen on 127.0.0.1 "
+                "behind a TLS reverse proxy"
+            )
+        return self
 
 
 class PromptsConfig(_Section):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -17,6 +18,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from sigap_pbx.accounts import AccountService
 from sigap_pbx.agencies.callout import CalloutMessage, ReportAcknowledgeLine
 from sigap_pbx.agencies.directory import AgencyService
 from sigap_pbx.agencies.dispatch import DispatchService
@@ -52,6 +54,7 @@ from sigap_pbx.store.forwarding import ForwardStore
 from sigap_pbx.store.outbox import OutboxStore
 from sigap_pbx.store.shifts import ShiftStore
 from sigap_pbx.web.app import create_app
+from sigap_pbx.web.feed import Feed
 from sigap_pbx.wire.ami import Event
 from sigap_pbx.wire.errors import DialStringError
 
@@ -152,6 +155,9 @@ class Controller:
         self.escalation: EscalationWatcher | None = None
         self.forwarder: Forwarder | None = None
         self.forward_store: ForwardStore | None = None
+        self.accounts: AccountService | None = None
+        # Live updates for the web pages; components publish, pages subscribe.
+        self.feed = Feed()
         self.web_runner: web.AppRunner | None = None
         self.web_port: int | None = None
         self._tasks: list[asyncio.Task[Any]] = []
@@ -227,6 +233,7 @@ class Controller:
         )
 
         self._start_agencies()
+        self.accounts = AccountService(self.db, clock=self.clock)
 
         # Listening sockets first: a port in use is a start-up error to report now,
         # before any background task runs.
@@ -291,6 +298,8 @@ class Controller:
                     "DBDel", {"Family": HEARTBEAT_KEY[0], "Key": HEARTBEAT_KEY[1]}, timeout=1
                 )
         await self.agi.stop()
+        # Open event streams end first, or the web runner would wait for them.
+        self.feed.close()
         if self.web_runner is not None:
             await self.web_runner.cleanup()
             self.web_runner = None
@@ -350,7 +359,14 @@ class Controller:
         app = create_app(self)
         self.web_runner = web.AppRunner(app, access_log=None)
         await self.web_runner.setup()
-        site = web.TCPSite(self.web_runner, self.config.web.host, self.config.web.port)
+        web_config = self.config.web
+        ssl_context = None
+        if web_config.tls_cert is not None and web_config.tls_key is not None:
+            ssl_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            ssl_context.load_cert_chain(web_config.tls_cert, web_config.tls_key)
+        site = web.TCPSite(
+            self.web_runner, web_config.host, web_config.port, ssl_context=ssl_context
+        )
         await site.start()
         server = site._server  # aiohttp exposes no public accessor for the bound port
         sockets = getattr(server, "sockets", None) or []

@@ -7,6 +7,7 @@ applies them.
 
 from sigap_pbx.store.calls import CallStore, CallView, EventView, LegView
 from sigap_pbx.store import (  # noqa: F401  (registers their tables)
+    accounts,
     agencies,
     alarms,
     reports,

@@ -19,6 +19,7 @@ from aiohttp import web
 from sigap_pbx.agencies.directory import AgencyDocumentError, directory_from_dict
 from sigap_pbx.store.agencies import AgencyConflict, AgencyNotFound
 from sigap_pbx.store.errors import InvalidFieldValue
+from sigap_pbx.web.access import ADMIN, CALL_STAFF, route
 from sigap_pbx.web.app import CONTROLLER, ApiError
 from sigap_pbx.web.roster_routes import _actor, _object_body
 
@@ -136,8 +137,8 @@ async def delete_agency(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/agencies", list_agencies)
-    app.router.add_put("/api/agencies", put_agencies)
-    app.router.add_get("/api/agencies/{code}", get_agency)
-    app.router.add_put("/api/agencies/{code}", put_agency)
-    app.router.add_delete("/api/agencies/{code}", delete_agency)
+    route(app, "GET", "/api/agencies", list_agencies, CALL_STAFF)
+    route(app, "PUT", "/api/agencies", put_agencies, ADMIN)
+    route(app, "GET", "/api/agencies/{code}", get_agency, CALL_STAFF)
+    route(app, "PUT", "/api/agencies/{code}", put_agency, ADMIN)
+    route(app, "DELETE", "/api/agencies/{code}", delete_agency, ADMIN)

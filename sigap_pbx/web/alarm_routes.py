@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from sigap_pbx.store.alarms import AlarmNotFound
+from sigap_pbx.web.access import SUPERVISORS, claimed_actor, route
 from sigap_pbx.web.app import CONTROLLER, MAX_LIMIT, ApiError, _int_param, _time_param
 
 if TYPE_CHECKING:
@@ -80,19 +81,7 @@ async def _actor(request: web.Request) -> str:
             f"unknown keys {unknown} in the body, send only {', '.join(ACK_BODY_KEYS)}"
             ' such as {"actor": "spv1"}, or no body',
         )
-    actor = body.get("actor") or request.headers.get(ACTOR_HEADER) or DEFAULT_ACTOR
-    if (
-        not isinstance(actor, str)
-        or not actor.strip()
-        or len(actor) > MAX_ACTOR_LENGTH
-        or not actor.isprintable()
-    ):
-        raise ApiError(
-            400,
-            "invalid_actor",
-            f"actor {actor!r} must be printable text of 1 to {MAX_ACTOR_LENGTH} characters",
-        )
-    return actor.strip()
+    return claimed_actor(request, body.get("actor"))
 
 
 async def acknowledge_alarm(request: web.Request) -> web.Response:
@@ -109,5 +98,5 @@ async def acknowledge_alarm(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/alarms", list_alarms)
-    app.router.add_post("/api/alarms/{alarm_id}/ack", acknowledge_alarm)
+    route(app, "GET", "/api/alarms", list_alarms, SUPERVISORS)
+    route(app, "POST", "/api/alarms/{alarm_id}/ack", acknowledge_alarm, SUPERVISORS)

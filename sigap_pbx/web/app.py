@@ -1,11 +1,10 @@
-"""The controller's web server: a JSON API over the call records and the live view.
+"""The controller's web server: the pages and the JSON API behind them.
 
-There are no user accounts yet, so the server listens on a loopback address only;
-the configuration rejects any other address and `start_web` checks again. Requests
-must also name a loopback host in their Host header (`reject_foreign_host`), because
-a web page in a browser on this machine could otherwise read the API through DNS
-rebinding. Errors are JSON objects with a stable `code`, a message naming the bad
-value, and the fix.
+Every route needs a signed-in user with a role allowed on it (see `access`).
+Requests must name a loopback host or one of `[web] allowed_hosts` in their Host
+header (`reject_foreign_host`), because a web page in a browser could otherwise
+reach the server through DNS rebinding. Errors are JSON objects with a stable
+`code`, a message naming the bad value, and the fix.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ import structlog
 from aiohttp import web
 
 from sigap_pbx.store import CallOutcome
+from sigap_pbx.web.access import CALL_STAFF, PUBLIC, authorize, route
 
 if TYPE_CHECKING:
     from sigap_pbx.service import Controller
@@ -159,6 +159,13 @@ def is_loopback_host(host_header: str) -> bool:
     return address.is_loopback and (match["ipv6"] is None) == (address.version == 4)
 
 
+def _is_allowed_name(request: web.Request, host_header: str) -> bool:
+    config = getattr(request.app[CONTROLLER], "config", None)
+    allowed = config.web.allowed_hosts if config is not None else []
+    match = _HOST_HEADER.fullmatch(host_header)
+    return bool(match and match["host"] and match["host"].lower() in allowed)
+
+
 @web.middleware
 async def reject_foreign_host(request: web.Request, handler: Any) -> web.StreamResponse:
     """Reject with 421 a request whose Host header does not name a loopback host.
@@ -168,7 +175,7 @@ async def reject_foreign_host(request: web.Request, handler: Any) -> web.StreamR
     page's requests still carry the attacker's name in Host, which this rejects.
     """
     host = request.headers.get("Host")
-    if host is not None and is_loopback_host(host):
+    if host is not None and (is_loopback_host(host) or _is_allowed_name(request, host)):
         return await handler(request)
 
     rejected_before = next(request.app[HOST_REJECTIONS])
@@ -184,9 +191,9 @@ async def reject_foreign_host(request: web.Request, handler: Any) -> web.StreamR
     return ApiError(
         421,
         "host_not_allowed",
-        f"Host header {host_text} is not allowed: this API serves only requests "
-        "addressed to localhost or a loopback address such as 127.0.0.1 or "
-        "[::1], with any port; open it through one of those names",
+        f"Host header {host_text} is not allowed: this server serves only requests "
+        "addressed to localhost, a loopback address such as 127.0.0.1 or [::1], "
+        "or a name in [web] allowed_hosts; open it through one of those names",
     ).response()
 
 
@@ -228,13 +235,15 @@ async def errors_as_json(request: web.Request, handler: Any) -> web.StreamRespon
 def create_app(controller: Controller) -> web.Application:
     # The first middleware is the outermost, so a request with a foreign Host reaches
     # no handler.
-    app = web.Application(middlewares=[reject_foreign_host, errors_as_json])
+    # The role check comes after errors_as_json so that its errors, and those of
+    # the handlers, are rendered the same way.
+    app = web.Application(middlewares=[reject_foreign_host, errors_as_json, authorize])
     app[CONTROLLER] = controller
     app[HOST_REJECTIONS] = itertools.count()
-    app.router.add_get("/api/calls", list_calls)
-    app.router.add_get("/api/calls/{call_id}", get_call)
-    app.router.add_get("/api/live", live)
-    app.router.add_get("/api/health", health)
+    route(app, "GET", "/api/calls", list_calls, CALL_STAFF)
+    route(app, "GET", "/api/calls/{call_id}", get_call, CALL_STAFF)
+    route(app, "GET", "/api/live", live, CALL_STAFF)
+    route(app, "GET", "/api/health", health, PUBLIC)
     for name in ROUTE_MODULES:
         importlib.import_module(name).add_routes(app)
     return app
@@ -243,6 +252,9 @@ def create_app(controller: Controller) -> web.Application:
 # Modules with more routes. Each has add_routes(app), and its handlers reach the
 # controller through request.app[CONTROLLER].
 ROUTE_MODULES = (
+    "sigap_pbx.web.pages",
+    "sigap_pbx.web.session_routes",
+    "sigap_pbx.web.feed",
     "sigap_pbx.web.roster_routes",
     "sigap_pbx.web.shift_routes",
     "sigap_pbx.web.alarm_routes",

@@ -19,6 +19,13 @@ from sigap_pbx.store.dispatch import DispatchNotFound
 from sigap_pbx.store.errors import InvalidFieldValue
 from sigap_pbx.store.outbox import OutboxMessageNotFound
 from sigap_pbx.store.reports import OutboxStatus
+from sigap_pbx.web.access import (
+    AGENCY_STAFF,
+    CALL_STAFF,
+    SUPERVISORS,
+    claimed_actor,
+    route,
+)
 from sigap_pbx.web.app import CONTROLLER, MAX_LIMIT, ApiError, _int_param
 
 if TYPE_CHECKING:
@@ -75,19 +82,7 @@ async def _body(request: web.Request, example: str) -> dict[str, Any]:
 
 
 def _actor(request: web.Request, body: dict[str, Any]) -> str:
-    actor = body.get("actor") or request.headers.get(ACTOR_HEADER) or DEFAULT_ACTOR
-    if (
-        not isinstance(actor, str)
-        or not actor.strip()
-        or len(actor) > MAX_ACTOR_LENGTH
-        or not actor.isprintable()
-    ):
-        raise ApiError(
-            400,
-            "invalid_actor",
-            f"actor {actor!r} must be printable text of 1 to {MAX_ACTOR_LENGTH} characters",
-        )
-    return actor.strip()
+    return claimed_actor(request, body.get("actor"))
 
 
 def _note(body: dict[str, Any]) -> str:
@@ -209,9 +204,9 @@ async def retry_outbox_message(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/dispatches", list_dispatches)
-    app.router.add_get("/api/dispatches/{dispatch_id}", get_dispatch)
-    app.router.add_post("/api/dispatches/{dispatch_id}/ack", acknowledge_dispatch)
-    app.router.add_post("/api/dispatches/{dispatch_id}/status", update_dispatch_status)
-    app.router.add_get("/api/outbox", list_outbox)
-    app.router.add_post("/api/outbox/{message_id}/retry", retry_outbox_message)
+    route(app, "GET", "/api/dispatches", list_dispatches, CALL_STAFF)
+    route(app, "GET", "/api/dispatches/{dispatch_id}", get_dispatch, CALL_STAFF)
+    route(app, "POST", "/api/dispatches/{dispatch_id}/ack", acknowledge_dispatch, AGENCY_STAFF)
+    route(app, "POST", "/api/dispatches/{dispatch_id}/status", update_dispatch_status, AGENCY_STAFF)
+    route(app, "GET", "/api/outbox", list_outbox, SUPERVISORS)
+    route(app, "POST", "/api/outbox/{message_id}/retry", retry_outbox_message, SUPERVISORS)

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from sigap_pbx.agencies.forwarding import ForwardError
 from sigap_pbx.ami.client import AmiActionFailed
+from sigap_pbx.web.access import CALL_STAFF, route
 from sigap_pbx.web.app import CONTROLLER, ApiError
 from sigap_pbx.web.operator_routes import _body, actor_of
 
@@ -84,6 +85,6 @@ async def attempts(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/calls/{uniqueid}/forward", forward)
-    app.router.add_post("/api/calls/{uniqueid}/consult/{how}", consult_complete)
-    app.router.add_get("/api/calls/{uniqueid}/forwards", attempts)
+    route(app, "POST", "/api/calls/{uniqueid}/forward", forward, CALL_STAFF)
+    route(app, "POST", "/api/calls/{uniqueid}/consult/{how}", consult_complete, CALL_STAFF)
+    route(app, "GET", "/api/calls/{uniqueid}/forwards", attempts, CALL_STAFF)

@@ -8,9 +8,9 @@ from typing import Any
 from aiohttp import web
 
 from sigap_pbx.members.actions import PAUSE_REASONS, OperatorActionError
+from sigap_pbx.store.accounts import Role
+from sigap_pbx.web.access import CALL_STAFF, SUPERVISORS, claimed_actor, route, user_of
 from sigap_pbx.web.app import CONTROLLER, ApiError
-
-MAX_ACTOR_LENGTH = 64
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
@@ -26,18 +26,18 @@ async def _body(request: web.Request) -> dict[str, Any]:
 
 
 def actor_of(request: web.Request, body: dict[str, Any]) -> str:
-    """Return who acts: the body's "actor", the X-Sigap-Actor header, or "api".
+    return claimed_actor(request, body.get("actor"))
 
-    NOTE: there are no user accounts yet, so the actor is whatever the client
-    states. The web accounts replace this with the signed-in user.
-    """
-    actor = body.get("actor") or request.headers.get("X-Sigap-Actor") or "api"
-    if not isinstance(actor, str) or len(actor) > MAX_ACTOR_LENGTH or not actor.isprintable():
+
+def _check_own_endpoint(request: web.Request, endpoint: str) -> None:
+    """Let an operator act only on their own phone; supervisors act on any."""
+    user = user_of(request)
+    if user.role is Role.OPERATOR and user.endpoint != endpoint:
         raise ApiError(
-            400, "invalid_actor",
-            f"actor must be printable text of at most {MAX_ACTOR_LENGTH} characters",
+            403, "forbidden",
+            f"operator {user.username!r} may act only on their own endpoint "
+            f"{user.endpoint!r}, not {endpoint!r}; ask a supervisor",
         )
-    return actor
 
 
 async def list_operators(request: web.Request) -> web.Response:
@@ -80,6 +80,7 @@ async def operator_action(request: web.Request) -> web.Response:
     controller = request.app[CONTROLLER]
     endpoint = request.match_info["endpoint"]
     action = request.match_info["action"]
+    _check_own_endpoint(request, endpoint)
     body = await _body(request)
     actor = actor_of(request, body)
     actions = controller.operator_actions
@@ -122,6 +123,6 @@ async def membership(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/operators", list_operators)
-    app.router.add_post("/api/operators/{endpoint}/{action}", operator_action)
-    app.router.add_get("/api/membership", membership)
+    route(app, "GET", "/api/operators", list_operators, CALL_STAFF)
+    route(app, "POST", "/api/operators/{endpoint}/{action}", operator_action, CALL_STAFF)
+    route(app, "GET", "/api/membership", membership, SUPERVISORS)

@@ -30,6 +30,7 @@ from sigap_pbx.store.reports import (
     ReportNotFound,
     ReportVersionConflict,
 )
+from sigap_pbx.web.access import CALL_STAFF, route
 from sigap_pbx.web.app import CONTROLLER, MAX_LIMIT, ApiError, _int_param, _time_param
 from sigap_pbx.web.roster_routes import _actor, _object_body
 
@@ -207,9 +208,9 @@ async def post_dispatch(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/reports", list_reports)
-    app.router.add_post("/api/reports", post_report)
-    app.router.add_get("/api/reports/{report_id}", get_report)
-    app.router.add_patch("/api/reports/{report_id}", patch_report)
-    app.router.add_post("/api/reports/{report_id}/calls", post_call)
-    app.router.add_post("/api/reports/{report_id}/dispatch", post_dispatch)
+    route(app, "GET", "/api/reports", list_reports, CALL_STAFF)
+    route(app, "POST", "/api/reports", post_report, CALL_STAFF)
+    route(app, "GET", "/api/reports/{report_id}", get_report, CALL_STAFF)
+    route(app, "PATCH", "/api/reports/{report_id}", patch_report, CALL_STAFF)
+    route(app, "POST", "/api/reports/{report_id}/calls", post_call, CALL_STAFF)
+    route(app, "POST", "/api/reports/{report_id}/dispatch", post_dispatch, CALL_STAFF)

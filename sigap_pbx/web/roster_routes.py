@@ -33,6 +33,7 @@ from sigap_pbx.roster.service import (
 )
 from sigap_pbx.store.errors import InvalidFieldValue
 from sigap_pbx.store.roster import RosterVersionConflict
+from sigap_pbx.web.access import CALL_STAFF, SUPERVISORS, claimed_actor, route
 from sigap_pbx.web.app import CONTROLLER, MAX_LIMIT, ApiError, _int_param, _time_param
 
 if TYPE_CHECKING:
@@ -130,22 +131,7 @@ async def _object_body(request: web.Request, expected: str) -> dict[str, Any]:
 
 
 def _actor(request: web.Request, from_body: Any = None) -> str:
-    actor = from_body if from_body is not None else request.headers.get(ACTOR_HEADER)
-    if actor is None:
-        return DEFAULT_ACTOR
-    if (
-        not isinstance(actor, str)
-        or not actor.strip()
-        or len(actor) > MAX_ACTOR_LENGTH
-        or re.search(r"[\x00-\x1f\x7f]", actor)
-    ):
-        raise ApiError(
-            400,
-            "invalid_request",
-            f"actor {actor!r} is invalid, send a name of 1 to {MAX_ACTOR_LENGTH}"
-            " characters without control characters",
-        )
-    return actor
+    return claimed_actor(request, from_body)
 
 
 def _date_param(request: web.Request, name: str, default: date) -> date:
@@ -326,13 +312,13 @@ async def get_audit(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/roster", get_roster)
-    app.router.add_put("/api/roster", put_roster)
-    app.router.add_get("/api/roster/versions", list_versions)
-    app.router.add_get("/api/roster/versions/{version_id}", get_version)
-    app.router.add_get("/api/roster/duty", get_duty)
-    app.router.add_put("/api/roster/operators/{endpoint}", put_operator)
-    app.router.add_delete("/api/roster/operators/{endpoint}", delete_operator)
-    app.router.add_post("/api/roster/exceptions", post_exception)
-    app.router.add_delete("/api/roster/exceptions", delete_exception)
-    app.router.add_get("/api/audit", get_audit)
+    route(app, "GET", "/api/roster", get_roster, CALL_STAFF)
+    route(app, "PUT", "/api/roster", put_roster, SUPERVISORS)
+    route(app, "GET", "/api/roster/versions", list_versions, SUPERVISORS)
+    route(app, "GET", "/api/roster/versions/{version_id}", get_version, SUPERVISORS)
+    route(app, "GET", "/api/roster/duty", get_duty, CALL_STAFF)
+    route(app, "PUT", "/api/roster/operators/{endpoint}", put_operator, SUPERVISORS)
+    route(app, "DELETE", "/api/roster/operators/{endpoint}", delete_operator, SUPERVISORS)
+    route(app, "POST", "/api/roster/exceptions", post_exception, SUPERVISORS)
+    route(app, "DELETE", "/api/roster/exceptions", delete_exception, SUPERVISORS)
+    route(app, "GET", "/api/audit", get_audit, SUPERVISORS)

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from sigap_pbx.store.errors import DatabaseUnavailable, InvalidFieldValue
 from sigap_pbx.roster.reporter import (
     RosterUnavailable,
     ShiftNotFound,
@@ -22,6 +21,8 @@ from sigap_pbx.roster.reporter import (
     ShiftReportError,
 )
 from sigap_pbx.roster.reports import report_summary
+from sigap_pbx.store.errors import DatabaseUnavailable, InvalidFieldValue
+from sigap_pbx.web.access import CALL_STAFF, SUPERVISORS, route
 from sigap_pbx.web.app import CONTROLLER, MAX_LIMIT, ApiError, _int_param
 
 if TYPE_CHECKING:
@@ -120,6 +121,6 @@ async def current(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/shifts/reports", list_reports)
-    app.router.add_get("/api/shifts/reports/{date}/{shift}", get_report)
-    app.router.add_get("/api/shifts/current", current)
+    route(app, "GET", "/api/shifts/reports", list_reports, SUPERVISORS)
+    route(app, "GET", "/api/shifts/reports/{date}/{shift}", get_report, SUPERVISORS)
+    route(app, "GET", "/api/shifts/current", current, CALL_STAFF)

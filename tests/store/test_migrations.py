@@ -40,6 +40,8 @@ APP_TABLES = {
     "dispatch_events",
     "outbox",
     "forward_attempts",
+    "users",
+    "web_sessions",
 }
 
 

@@ -1,0 +1,312 @@
+"""Web accounts: argon2 password hashes, sign-in with rate limits, and sessions.
+
+A session lasts at most SESSION_MAX_AGE from sign-in and ends after SESSION_IDLE
+without a request. The cookie holds a random token; the database holds only its
+SHA-256, beside the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from sigap_pbx.clock import Clock, utc_now
+from sigap_pbx.store import Database
+from sigap_pbx.store.accounts import (
+    AccountStore,
+    Role,
+    SessionView,
+    UserNotFound,
+    UserView,
+)
+from sigap_pbx.store.roster import AuditStore
+
+log = structlog.get_logger(__name__)
+
+# An operator's shift is at most 12 hours; a session outlives it by an hour of
+# handover, then the user signs in again.
+SESSION_MAX_AGE = timedelta(hours=13)
+SESSION_IDLE = timedelta(hours=2)
+# last_seen_at is written at most this often, so that every request is not a write.
+SESSION_TOUCH_EVERY = timedelta(minutes=1)
+MIN_PASSWORD_LENGTH = 10
+MAX_PASSWORD_LENGTH = 1024
+USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+# Failed sign-ins allowed per username and per client address in FAILURE_WINDOW.
+MAX_FAILURES = 5
+FAILURE_WINDOW = 900.0
+
+_hasher = PasswordHasher()
+# Verified against when a username does not exist, so that the reply takes as long
+# as for a wrong password and does not reveal which names exist.
+_DUMMY_HASH = _hasher.hash("not-a-real-password-" + secrets.token_hex(8))
+
+
+class AccountError(Exception):
+    """A rejected account change or sign-in, with a message for the user."""
+
+
+class SignInRejected(AccountError):
+    def __init__(self) -> None:
+        super().__init__("username or password is wrong, or the account is disabled")
+
+
+class SignInLimited(AccountError):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(
+            f"too many failed sign-ins: wait {retry_after} s and try again, or ask an "
+            "administrator to check the account"
+        )
+        self.retry_after = retry_after
+
+
+def hash_password(password: str) -> str:
+    check_password(password)
+    return _hasher.hash(password)
+
+
+def check_password(password: str) -> None:
+    if not MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH:
+        raise AccountError(
+            f"password must be {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} "
+            f"characters long, not {len(password)}; choose a longer passphrase"
+        )
+
+
+def check_username(username: str) -> str:
+    if not USERNAME.fullmatch(username):
+        raise AccountError(
+            f"username {username!r} is invalid: use 1 to 64 lowercase letters, "
+            "digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return username
+
+
+def token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    """A user with an open session. `token` is set only right after sign-in."""
+
+    user: UserView
+    session: SessionView
+    token: str | None = None
+
+
+class FailureCounter:
+    """Failed sign-ins per key in a sliding window, in memory.
+
+    NOTE: the counts are lost when the controller restarts, so an attacker gets
+    MAX_FAILURES more tries per restart.
+    """
+
+    def __init__(self, limit: int = MAX_FAILURES, window: float = FAILURE_WINDOW) -> None:
+        self.limit = limit
+        self.window = window
+        self._failures: dict[str, deque[float]] = {}
+
+    def _recent(self, key: str, now: float) -> deque[float]:
+        times = self._failures.get(key)
+        if times is None:
+            return deque()
+        while times and now - times[0] >= self.window:
+            times.popleft()
+        if not times:
+            del self._failures[key]
+        return times
+
+    def retry_after(self, key: str, now: float | None = None) -> int:
+        """Return the seconds until `key` may try again, 0 if it may now."""
+        now = time.monotonic() if now is None else now
+        times = self._recent(key, now)
+        if len(times) < self.limit:
+            return 0
+        return max(1, int(times[0] + self.window - now) + 1)
+
+    def add(self, key: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self._failures.setdefault(key, deque()).append(now)
+        if len(self._failures) > 100_000:
+            # Bound the memory an address-spraying client can take: drop the oldest.
+            oldest = min(self._failures, key=lambda k: self._failures[k][-1])
+            del self._failures[oldest]
+
+    def clear(self, key: str) -> None:
+        self._failures.pop(key, None)
+
+
+class AccountService:
+    def __init__(self, db: Database, *, clock: Clock = utc_now) -> None:
+        self.store = AccountStore(db)
+        self.audit = AuditStore(db)
+        self.clock = clock
+        self.failures = FailureCounter()
+
+    async def add_user(
+        self,
+        username: str,
+        password: str,
+        role: Role | str,
+        *,
+        display_name: str | None = None,
+        agency_code: str | None = None,
+        endpoint: str | None = None,
+        actor: str = "cli",
+    ) -> UserView:
+        check_username(username)
+        role = _role(role)
+        if role is Role.AGENCY and not agency_code:
+            raise AccountError(
+                f"user {username!r} has role agency but no agency code: "
+                "give the agency with --agency CODE"
+            )
+        if role is not Role.AGENCY and agency_code:
+            raise AccountError(
+                f"user {username!r} has role {role.value}, which takes no agency code; "
+                "drop --agency or use role agency"
+            )
+        user = await self.store.add_user(
+            username=username,
+            display_name=display_name or username,
+            role=role,
+            password_hash=hash_password(password),
+            at=self.clock(),
+            agency_code=agency_code,
+            endpoint=endpoint,
+        )
+        await self._audit(actor, "user.add", username, {
+            "role": role.value, "agency_code": agency_code, "endpoint": endpoint,
+        })
+        return user
+
+    async def set_password(self, username: str, password: str, *, actor: str) -> None:
+        user = await self._existing(username)
+        await self.store.update_user(
+            username, password_hash=hash_password(password), password_changed_at=self.clock()
+        )
+        # A changed password ends every session of the user, wherever it was open.
+        await self.store.delete_user_sessions(user.id)
+        await self._audit(actor, "user.password", username, {})
+
+    async def set_disabled(self, username: str, disabled: bool, *, actor: str) -> None:
+        user = await self._existing(username)
+        await self.store.update_user(username, disabled=disabled)
+        if disabled:
+            await self.store.delete_user_sessions(user.id)
+        await self._audit(actor, "user.disable" if disabled else "user.enable", username, {})
+
+    async def _existing(self, username: str) -> UserView:
+        user = await self.store.get_user(username)
+        if user is None:
+            raise UserNotFound(username)
+        return user
+
+    async def sign_in(self, username: str, password: str, remote: str) -> SignedIn:
+        """Check the password and open a session, or raise SignInRejected/Limited.
+
+        Failures count against both the username and the client address, and every
+        attempt is written to the audit log.
+        """
+        now = time.monotonic()
+        keys = (f"user:{username.lower()[:64]}", f"addr:{remote}")
+        wait = max(self.failures.retry_after(key, now) for key in keys)
+        if wait:
+            await self._audit(username[:64], "signin.limited", username[:64], {
+                "remote": remote, "retry_after": wait,
+            })
+            raise SignInLimited(wait)
+
+        user = await self.store.get_user(username) if USERNAME.fullmatch(username) else None
+        valid = _verify(user.password_hash if user else _DUMMY_HASH, password)
+        if user is None or not valid or user.disabled:
+            for key in keys:
+                self.failures.add(key, now)
+            await self._audit(username[:64], "signin.failed", username[:64], {
+                "remote": remote,
+                "reason": "disabled" if user and valid else "wrong_credentials",
+            })
+            raise SignInRejected()
+
+        self.failures.clear(keys[0])
+        if _hasher.check_needs_rehash(user.password_hash):
+            await self.store.update_user(username, password_hash=_hasher.hash(password))
+        token = secrets.token_urlsafe(32)
+        at = self.clock()
+        await self.store.add_session(
+            token_hash=token_hash(token),
+            user_id=user.id,
+            csrf_token=secrets.token_urlsafe(32),
+            at=at,
+            remote=remote,
+        )
+        await self._audit(username, "signin", username, {"remote": remote})
+        session = await self.store.get_session(token_hash(token))
+        assert session is not None
+        return SignedIn(user, session, token)
+
+    async def resolve(self, token: str) -> SignedIn | None:
+        """Return the signed-in user for a session cookie, or None if it has ended."""
+        if not token or len(token) > 256:
+            return None
+        digest = token_hash(token)
+        session = await self.store.get_session(digest)
+        if session is None:
+            return None
+        now = self.clock()
+        if (now - session.created_at > SESSION_MAX_AGE
+                or now - session.last_seen_at > SESSION_IDLE):
+            await self.store.delete_session(digest)
+            return None
+        user = await self.store.get_user_by_id(session.user_id)
+        if user is None or user.disabled:
+            await self.store.delete_session(digest)
+            return None
+        if now - session.last_seen_at > SESSION_TOUCH_EVERY:
+            await self.store.touch_session(digest, now)
+        return SignedIn(user, session)
+
+    async def sign_out(self, signed_in: SignedIn) -> None:
+        await self.store.delete_session(signed_in.session.token_hash)
+        await self._audit(signed_in.user.username, "signout", signed_in.user.username, {})
+
+    async def _audit(self, actor: str, action: str, subject: str, detail: dict) -> None:
+        await self.audit.record(
+            actor=actor, action=action, subject=subject, detail=detail, at=self.clock()
+        )
+
+    async def record_action(
+        self, user: UserView, action: str, subject: str, detail: dict, at: datetime | None = None
+    ) -> None:
+        """Write one web action of `user` to the audit log."""
+        await self.audit.record(
+            actor=user.username, action=action, subject=subject, detail=detail,
+            at=at or self.clock(),
+        )
+
+
+def _role(value: Role | str) -> Role:
+    try:
+        return Role(value)
+    except ValueError:
+        raise AccountError(
+            f"role {value!r} is invalid: use one of "
+            + ", ".join(role.value for role in Role)
+        ) from None
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
