@@ -28,15 +28,24 @@ from sigap_pbx.config import Config, load_config, load_secrets
 REPO = Path(__file__).resolve().parents[2]
 SIPP_DIR = REPO / "scripts" / "sipp"
 ASTERISK_SH = REPO / "scripts" / "asterisk.sh"
-INSTANCE = "itest"
+# SIGAP_TEST_SLOT=N (0 by default) runs a separate instance, itestN, on ports moved
+# by N*1000, so that two test runs on one machine do not share an Asterisk.
+SLOT = int(os.environ.get("SIGAP_TEST_SLOT", "0"))
+INSTANCE = "itest" if SLOT == 0 else f"itest{SLOT}"
+_OFFSET = SLOT * 1000
+
+
+def _port(base: int) -> str:
+    return str(base + _OFFSET)
+
 
 # Ports of the test instance: far from the defaults that `make run` uses.
 ENV = {
     "SIGAP_SITE__INSTANCE": INSTANCE,
-    "SIGAP_SIP__TRUNK_BIND": "127.0.0.1:15060",
-    "SIGAP_SIP__OPERATOR_BIND": "127.0.0.1:15061",
-    "SIGAP_SIP__RTP_START": "21000",
-    "SIGAP_SIP__RTP_END": "21999",
+    "SIGAP_SIP__TRUNK_BIND": f"127.0.0.1:{_port(15060)}",
+    "SIGAP_SIP__OPERATOR_BIND": f"127.0.0.1:{_port(15061)}",
+    "SIGAP_SIP__RTP_START": _port(21000),
+    "SIGAP_SIP__RTP_END": _port(21999),
     "SIGAP_SIP__QUALIFY_SECONDS": "0",
     "SIGAP_SIP__OPERATORS": (
         '[{"endpoint": "op1", "name": "Operator 1"}, {"endpoint": "op2", "name": "Operator 2"},'
@@ -47,10 +56,10 @@ ENV = {
         ' {"endpoint": "agency-fire-2", "name": "Damkar 2"}]'
     ),
     "SIGAP_AGENCIES__LINE_RING_SECONDS": "5",
-    "SIGAP_AMI__PORT": "15038",
+    "SIGAP_AMI__PORT": _port(15038),
     "SIGAP_AMI__RECONNECT_MAX_SECONDS": "1",
-    "SIGAP_AGI__PORT": "14573",
-    "SIGAP_WEB__PORT": "18112",
+    "SIGAP_AGI__PORT": _port(14573),
+    "SIGAP_WEB__PORT": _port(18112),
     "SIGAP_QUEUE__RING_SECONDS": "5",
     "SIGAP_QUEUE__OVERFLOW_AFTER_SECONDS": "5",
     "SIGAP_QUEUE__BACKUP_WAIT_SECONDS": "5",
@@ -60,12 +69,12 @@ ENV = {
     "SIGAP_LOGGING__LEVEL": "info",
 }
 TRUNK_HOST = "127.0.0.1"
-TRUNK_PORT = 15060
-PHONE_PORT = 15061
+TRUNK_PORT = 15060 + _OFFSET
+PHONE_PORT = 15061 + _OFFSET
 CARRIER_IP = "127.0.0.2"
 
-_ports = itertools.count(26000, 4)
-_media = itertools.count(30000, 10)
+_ports = itertools.count(26000 + 2 * _OFFSET, 4)
+_media = itertools.count(30000 if SLOT == 0 else 40000 + 5 * _OFFSET, 10)
 
 
 def next_port() -> int:
@@ -354,3 +363,27 @@ async def running_controller(config: Config) -> AsyncIterator[object]:
         yield controller
     finally:
         await controller.stop()
+
+
+@contextlib.asynccontextmanager
+async def api_session(controller: object, role: str = "admin") -> AsyncIterator[object]:
+    """Yield an aiohttp ClientSession signed in to the controller's web server.
+
+    A user with `role` is added, and the session cookie and CSRF token are sent as
+    headers, because aiohttp keeps Secure cookies for HTTPS only.
+    """
+    import secrets as _secrets
+
+    import aiohttp
+
+    accounts = controller.accounts  # type: ignore[attr-defined]
+    username = f"itest-{role}-{_secrets.token_hex(3)}"
+    password = _secrets.token_urlsafe(16)
+    await accounts.add_user(username, password, role, actor="itest")
+    signed_in = await accounts.sign_in(username, password, "127.0.0.1")
+    headers = {
+        "Cookie": f"sigap_session={signed_in.token}",
+        "X-CSRF-Token": signed_in.session.csrf_token,
+    }
+    async with aiohttp.ClientSession(headers=headers) as session:
+        yield session

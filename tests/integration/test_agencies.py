@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from sigap_pbx.store.forwarding import ForwardStore
-from tests.integration.stack import Stack, running_controller
+from tests.integration.stack import TRUNK_PORT, Stack, running_controller
 from tests.integration.test_shifts import TestClock, controller_at
 
 DIRECTORY = """
@@ -230,7 +230,7 @@ async def test_caller_keys_forward_nothing(clean_stack: Stack, config, caller_nu
         result = await stack.sipp(
             str(stack.caller_keys_scenario("*71")), "-s", "112", "-i", "127.0.0.2",
             "-m", "1", "-key", "caller", caller_number, "-key", "caller_name", "Warga",
-            "127.0.0.1:15060", timeout=60,
+            f"127.0.0.1:{TRUNK_PORT}", timeout=60,
         )
         assert result.ok, result.errors
         assert requests == []

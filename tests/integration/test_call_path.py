@@ -7,12 +7,17 @@ import re
 import subprocess
 import sys
 
-import aiohttp
 import pytest
 
 from sigap_pbx.asterisk.prompts import prompt_seconds
 from sigap_pbx.store import CallStore, Database
-from tests.integration.stack import REPO, Stack, running_controller
+from tests.integration.stack import (
+    REPO,
+    TRUNK_PORT,
+    Stack,
+    api_session,
+    running_controller,
+)
 
 
 async def calls_from(config, number: str) -> list:
@@ -84,7 +89,7 @@ async def test_call_answered_by_operator(clean_stack: Stack, config, caller_numb
         for kind in ("Newchannel", "QueueCallerJoin", "AgentCalled", "AgentConnect", "Hangup"):
             assert kinds.count(kind) >= 1, f"{kind} missing from {kinds}"
 
-        async with aiohttp.ClientSession() as http:
+        async with api_session(controller, "supervisor") as http:
             url = f"http://127.0.0.1:{controller.web_port}/api/calls"
             async with http.get(url, params={"number": normalised(caller_number)}) as resp:
                 assert resp.status == 200
@@ -200,7 +205,7 @@ async def test_trunk_call_to_other_number_rejected(clean_stack: Stack, config):
     for number in ("0811", "1120", "*11", "11", "113", "s", "h"):
         result = await stack.sipp(
             str(REPO / "scripts/sipp/caller-rejected.xml"), "-s", number, "-i", "127.0.0.2",
-            "-m", "1", "127.0.0.1:15060",
+            "-m", "1", f"127.0.0.1:{TRUNK_PORT}",
         )
         assert result.ok, f"{number}: {result.errors}"
     # A rejected INVITE never becomes a channel, so no outbound leg can exist.
@@ -212,7 +217,7 @@ async def test_unidentified_source_cannot_call(clean_stack: Stack):
     before = calls_processed(clean_stack)
     stranger = await clean_stack.sipp(
         str(REPO / "scripts/sipp/caller-rejected.xml"), "-s", "112", "-i", "127.0.0.3",
-        "-m", "1", "127.0.0.1:15060", timeout=20,
+        "-m", "1", f"127.0.0.1:{TRUNK_PORT}", timeout=20,
     )
     assert not stranger.ok
     assert "401" in stranger.errors, stranger.errors

@@ -16,7 +16,7 @@ from typing import Any
 from sigap_pbx.config import Config
 from sigap_pbx.roster.schedule import DEFAULT_TZ
 from sigap_pbx.store import CallStore, Database, MemberStore
-from tests.integration.stack import Stack
+from tests.integration.stack import Stack, api_session
 from tests.integration.test_call_path import wait_for_final
 
 DAY = date(2026, 12, 4)
@@ -306,7 +306,6 @@ async def test_shift_report_stored_and_readable(clean_stack: Stack, config, call
     import subprocess
     import sys
 
-    import aiohttp
 
     stack = clean_stack
     roster, shift_date, shift_end = roster_starting_now(config.roster.zone)
@@ -328,7 +327,8 @@ async def test_shift_report_stored_and_readable(clean_stack: Stack, config, call
 
         url = (f"http://127.0.0.1:{controller.web_port}/api/shifts/reports/"
                f"{shift_date.isoformat()}/a")
-        async with aiohttp.ClientSession() as session, session.get(url) as response:
+        async with api_session(controller, "supervisor") as session, \
+                session.get(url) as response:
             assert response.status == 200
             from_api = await response.json()
 
