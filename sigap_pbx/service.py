@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import ssl
 import time
 from collections.abc import Callable
@@ -270,6 +271,8 @@ class Controller:
         self.ami.add_event_listener(self.operator_actions.on_event)
         self.ami.add_connect_listener(self._on_ami_session)
         self.ami.add_disconnect_listener(self.live.mark_unsynced)
+        for name in WEB_COMPONENTS:
+            importlib.import_module(name).attach(self)
         self.ami.start()
 
         self._spawn(self._heartbeat_loop(), "astdb-heartbeat")
@@ -614,3 +617,8 @@ async def serve(config: Config, stop: asyncio.Event) -> None:
         await stop.wait()
     finally:
         await controller.stop()
+
+
+# Modules that feed the web pages. Each has attach(controller), which adds its AMI
+# listeners and starts its tasks with controller._spawn (cancelled on stop).
+WEB_COMPONENTS: tuple[str, ...] = ()
