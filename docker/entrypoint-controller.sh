@@ -66,6 +66,7 @@ publish_config() {
 
 check_health() {
     exec python - <<'EOF'
+import ssl
 import sys
 import urllib.request
 
@@ -76,11 +77,24 @@ try:
 except ConfigError as exc:
     sys.exit(f"health check failed: {exc}")
 host = config.web.host
+if host in ("0.0.0.0", "::"):
+    host = "127.0.0.1"
 if ":" in host:
     host = f"[{host}]"
-url = f"http://{host}:{config.web.port}/api/health"
+context = None
+scheme = "http"
+if config.web.tls_cert is not None:
+    # The certificate names the public host, not this loopback address, so the
+    # host name is not checked; the server's certificate must be the configured one
+    # (trusted as a partial chain) or chain to a system CA.
+    scheme = "https"
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=str(config.web.tls_cert))
+    context.verify_flags |= ssl.VERIFY_X509_PARTIAL_CHAIN
+    context.check_hostname = False
+url = f"{scheme}://{host}:{config.web.port}/api/health"
 try:
-    with urllib.request.urlopen(url, timeout=4):
+    with urllib.request.urlopen(url, timeout=4, context=context):
         pass
 except OSError as exc:
     sys.exit(f"health check failed: GET {url}: {exc}")

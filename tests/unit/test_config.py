@@ -131,14 +131,45 @@ def test_bad_env_value_names_variable() -> None:
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "::"])
-def test_web_host_must_be_loopback(tmp_path: Path, host: str) -> None:
+def test_web_host_beyond_loopback_needs_tls(tmp_path: Path, host: str) -> None:
     path = write_toml(tmp_path, f'[web]\nhost = "{host}"\n')
 
     message = config_error(path)
 
-    assert f"web.host = '{host}'" in message
-    assert "no user accounts yet" in message
-    assert "loopback address only" in message
+    assert f"host {host!r} is not a loopback address" in message
+    assert "set tls_cert and tls_key" in message
+
+
+def test_web_host_beyond_loopback_with_tls(tmp_path: Path) -> None:
+    path = write_toml(
+        tmp_path,
+        '[web]\nhost = "0.0.0.0"\ntls_cert = "/etc/sigap/web.crt"\n'
+        'tls_key = "/etc/sigap/web.key"\nallowed_hosts = ["Sigap.Example.go.id"]\n',
+    )
+
+    config = load_config(path, environ={})
+
+    assert config.web.host == "0.0.0.0"
+    assert config.web.allowed_hosts == ["sigap.example.go.id"]
+
+
+def test_web_tls_cert_without_key(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, '[web]\ntls_cert = "/etc/sigap/web.crt"\n')
+
+    assert "tls_cert and tls_key must be set together" in config_error(path)
+
+
+@pytest.mark.parametrize("name", ["https://sigap.example", "sigap.example:443", ""])
+def test_web_allowed_hosts_rejects_non_names(tmp_path: Path, name: str) -> None:
+    path = write_toml(tmp_path, f'[web]\nallowed_hosts = ["{name}"]\n')
+
+    assert f"{name!r} is not a host name" in config_error(path)
+
+
+def test_web_host_must_be_an_address(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, '[web]\nhost = "localhost"\n')
+
+    assert "'localhost' is not an IP address" in config_error(path)
 
 
 def test_ami_host_must_be_loopback(tmp_path: Path) -> None:
