@@ -235,6 +235,12 @@ class Controller:
 
         self._start_agencies()
         self.accounts = AccountService(self.db, clock=self.clock)
+        if await self.accounts.store.count_users() == 0:
+            log.warning(
+                "web_no_accounts",
+                fix="create the first administrator with "
+                "`sigap user add NAME --role admin`, then sign in at /login",
+            )
 
         # Listening sockets first: a port in use is a start-up error to report now,
         # before any background task runs.
