@@ -10,6 +10,8 @@ from sigap_pbx.store import (  # noqa: F401  (registers their tables)
     accounts,
     agencies,
     alarms,
+    callbacks,
+    diversions,
     reports,
     roster,
     shifts,

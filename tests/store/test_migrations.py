@@ -42,6 +42,8 @@ APP_TABLES = {
     "forward_attempts",
     "users",
     "web_sessions",
+    "number_diversions",
+    "callback_attempts",
 }
 
 
