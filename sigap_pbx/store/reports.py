@@ -1151,6 +1151,7 @@ class ReportStore:
         since: datetime | None = None,
         until: datetime | None = None,
         number: str | None = None,
+        agency_code: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> list[ReportView]:
@@ -1158,11 +1159,19 @@ class ReportStore:
 
         `since` is inclusive and `until` exclusive, both on ``created_at``.
         `number` finds reports with a linked call from that caller number,
-        normalised or as received.
+        normalised or as received. `agency_code` finds reports dispatched to
+        that agency.
         """
         query = (
             self._filter(
-                select(INCIDENT_REPORTS), status, category, call_type, since, until, number
+                select(INCIDENT_REPORTS),
+                status,
+                category,
+                call_type,
+                since,
+                until,
+                number,
+                agency_code,
             )
             .order_by(INCIDENT_REPORTS.c.created_at.desc(), INCIDENT_REPORTS.c.id.desc())
             .limit(_non_negative_int("limit", limit))
@@ -1181,6 +1190,7 @@ class ReportStore:
         since: datetime | None = None,
         until: datetime | None = None,
         number: str | None = None,
+        agency_code: str | None = None,
     ) -> int:
         """Return how many reports `list_reports` would list without a limit."""
         query = self._filter(
@@ -1191,6 +1201,7 @@ class ReportStore:
             since,
             until,
             number,
+            agency_code,
         )
         async with self._db.session(write=False) as session:
             return (await session.execute(query)).scalar_one()
@@ -1204,6 +1215,7 @@ class ReportStore:
         since: datetime | None,
         until: datetime | None,
         number: str | None,
+        agency_code: str | None = None,
     ) -> Select[Any]:
         conditions: list[ColumnElement[bool]] = []
         if status is not None:
@@ -1231,6 +1243,16 @@ class ReportStore:
                 )
             )
             conditions.append(linked.exists())
+        if agency_code is not None:
+            dispatched = (
+                select(REPORT_DISPATCHES.c.id)
+                .join(AGENCIES, AGENCIES.c.id == REPORT_DISPATCHES.c.agency_id)
+                .where(
+                    REPORT_DISPATCHES.c.report_id == INCIDENT_REPORTS.c.id,
+                    AGENCIES.c.code == _text("agency_code", agency_code),
+                )
+            )
+            conditions.append(dispatched.exists())
         return query.where(*conditions)
 
 

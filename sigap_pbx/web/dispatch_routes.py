@@ -1,10 +1,9 @@
 """Dispatch and outbox routes of the JSON API: the agencies' portal queue, their
 acknowledgements and status updates, and the webhook delivery state.
 
-NOTE: there are no user accounts yet, so the actor recorded for an acknowledgement
-or a status is whatever the request names (body `actor`, or the `X-Sigap-Actor`
-header), "api" by default. The API listens on loopback only, so this trusts every
-local process.
+Agency staff see and change only their own agency's dispatches. Another agency's
+dispatch is reported as not found, so a response never reveals that its id exists.
+The actor recorded for an acknowledgement or a status is the signed-in user.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from sigap_pbx.agencies.dispatch import InvalidTransition, parse_status
+from sigap_pbx.store.accounts import Role, UserView
 from sigap_pbx.store.dispatch import DispatchNotFound
 from sigap_pbx.store.errors import InvalidFieldValue
 from sigap_pbx.store.outbox import OutboxMessageNotFound
@@ -25,20 +25,38 @@ from sigap_pbx.web.access import (
     SUPERVISORS,
     claimed_actor,
     route,
+    user_of,
 )
 from sigap_pbx.web.app import CONTROLLER, MAX_LIMIT, ApiError, _int_param
 
 if TYPE_CHECKING:
     from sigap_pbx.agencies.dispatch import DispatchService
     from sigap_pbx.agencies.webhooks import WebhookSender
+    from sigap_pbx.store.dispatch import DispatchView
 
-DEFAULT_ACTOR = "api"
-ACTOR_HEADER = "X-Sigap-Actor"
-MAX_ACTOR_LENGTH = 64
 MAX_NOTE_LENGTH = 2000
 # report_dispatches.id and outbox.id are INTEGER columns, 32 bits on PostgreSQL.
 MAX_ID = 2**31 - 1
-STATUS_EXAMPLE = '{"status": "en_route", "note": "unit 3", "actor": "damkar-1"}'
+STATUS_EXAMPLE = '{"status": "en_route", "note": "unit 3"}'
+# Roles that may read dispatches. Agency staff read only their own agency's.
+DISPATCH_READERS = CALL_STAFF | AGENCY_STAFF
+
+
+def own_agency(user: UserView) -> str | None:
+    """Return the only agency whose reports and dispatches `user` may see.
+
+    Returns None for operators, supervisors and admins, who see every agency's.
+    """
+    if user.role is not Role.AGENCY:
+        return None
+    if not user.agency_code:
+        raise ApiError(
+            403,
+            "agency_not_set",
+            f"user {user.username!r} has role agency but no agency code: ask an "
+            "admin to set the user's agency",
+        )
+    return user.agency_code
 
 
 def _dispatches(request: web.Request) -> DispatchService:
@@ -98,15 +116,50 @@ def _note(body: dict[str, Any]) -> str:
     return note
 
 
+def _agency_param(request: web.Request) -> str | None:
+    """Return the `agency` filter of a list, forced to an agency user's own agency."""
+    requested = request.query.get("agency") or None
+    own = own_agency(user_of(request))
+    if own is None:
+        return requested
+    if requested is not None and requested != own:
+        raise ApiError(
+            403,
+            "forbidden",
+            f"agency={requested!r} is not your agency: agency staff see only their "
+            "own agency's dispatches, so leave the agency filter out",
+        )
+    return own
+
+
+async def visible_dispatch(
+    request: web.Request, service: DispatchService, dispatch_id: int
+) -> DispatchView:
+    """Return a dispatch the signed-in user may see, or raise 404.
+
+    Another agency's dispatch gets the same 404 as an unknown id.
+    """
+    try:
+        view = await service.get(dispatch_id)
+    except DispatchNotFound as error:
+        raise ApiError(404, "dispatch_not_found", str(error)) from None
+    own = own_agency(user_of(request))
+    if own is not None and view.agency_code != own:
+        raise ApiError(
+            404, "dispatch_not_found", str(DispatchNotFound(f"id {dispatch_id}"))
+        )
+    return view
+
+
 async def list_dispatches(request: web.Request) -> web.Response:
     """List dispatches for the portal: unacknowledged first, then newest first.
 
     `agency=CODE` limits the list to one agency, and `all=1` includes resolved
-    and false-alarm dispatches.
+    and false-alarm dispatches. Agency staff always get their own agency's list.
     """
     service = _dispatches(request)
     limit = _int_param(request, "limit", 100, 1, MAX_LIMIT)
-    agency = request.query.get("agency") or None
+    agency = _agency_param(request)
     include_final = _flag_param(request, "all")
     views = await service.list_for_agency(agency, include_final=include_final, limit=limit)
     return web.json_response({"dispatches": [view.to_dict() for view in views]})
@@ -115,10 +168,7 @@ async def list_dispatches(request: web.Request) -> web.Response:
 async def get_dispatch(request: web.Request) -> web.Response:
     service = _dispatches(request)
     dispatch_id = _id_param(request, "dispatch_id", "dispatch")
-    try:
-        view = await service.get(dispatch_id)
-    except DispatchNotFound as error:
-        raise ApiError(404, "dispatch_not_found", str(error)) from None
+    view = await visible_dispatch(request, service, dispatch_id)
     events = await service.events(dispatch_id)
     return web.json_response({**view.to_dict(), "events": [e.to_dict() for e in events]})
 
@@ -126,9 +176,10 @@ async def get_dispatch(request: web.Request) -> web.Response:
 async def acknowledge_dispatch(request: web.Request) -> web.Response:
     service = _dispatches(request)
     dispatch_id = _id_param(request, "dispatch_id", "dispatch")
-    body = await _body(request, '{"actor": "damkar-1"}')
+    body = await _body(request, '{"note": "unit 3 on the way"}')
     actor = _actor(request, body)
     note = _note(body)
+    await visible_dispatch(request, service, dispatch_id)
     try:
         view = await service.acknowledge(dispatch_id, actor, note)
     except DispatchNotFound as error:
@@ -150,6 +201,7 @@ async def update_dispatch_status(request: web.Request) -> web.Response:
         raise ApiError(400, "invalid_status", str(error)) from None
     actor = _actor(request, body)
     note = _note(body)
+    await visible_dispatch(request, service, dispatch_id)
     try:
         view = await service.update_status(dispatch_id, status, actor, note)
     except DispatchNotFound as error:
@@ -204,8 +256,8 @@ async def retry_outbox_message(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    route(app, "GET", "/api/dispatches", list_dispatches, CALL_STAFF)
-    route(app, "GET", "/api/dispatches/{dispatch_id}", get_dispatch, CALL_STAFF)
+    route(app, "GET", "/api/dispatches", list_dispatches, DISPATCH_READERS)
+    route(app, "GET", "/api/dispatches/{dispatch_id}", get_dispatch, DISPATCH_READERS)
     route(app, "POST", "/api/dispatches/{dispatch_id}/ack", acknowledge_dispatch, AGENCY_STAFF)
     route(app, "POST", "/api/dispatches/{dispatch_id}/status", update_dispatch_status, AGENCY_STAFF)
     route(app, "GET", "/api/outbox", list_outbox, SUPERVISORS)

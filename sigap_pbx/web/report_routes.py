@@ -5,9 +5,9 @@ message and a `problems` list that names each field (`category: 'banjir' is
 invalid, use one of fire, ...`). A PATCH may send `"version"`, and is then
 rejected with `report_conflict` when someone else changed the report first.
 
-NOTE: there are no user accounts yet, so the actor recorded in the audit log is
-whatever the client sends, in the body's "actor" or the X-Sigap-Actor header,
-and "api" when it sends neither. It is a label, not an authenticated identity.
+Agency staff may read only the reports dispatched to their own agency, and see
+only the report's fields and their own agency's dispatch. Another report is
+reported as not found. The actor in the audit log is the signed-in user.
 """
 
 from __future__ import annotations
@@ -30,8 +30,9 @@ from sigap_pbx.store.reports import (
     ReportNotFound,
     ReportVersionConflict,
 )
-from sigap_pbx.web.access import CALL_STAFF, route
+from sigap_pbx.web.access import AGENCY_STAFF, CALL_STAFF, route, user_of
 from sigap_pbx.web.app import CONTROLLER, MAX_LIMIT, ApiError, _int_param, _time_param
+from sigap_pbx.web.dispatch_routes import own_agency
 from sigap_pbx.web.roster_routes import _actor, _object_body
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # incident_reports.id is an INTEGER column, 32 bits on PostgreSQL.
 MAX_REPORT_ID = 2**31 - 1
+# Roles that may read reports. Agency staff read only those sent to their agency.
+REPORT_READERS = CALL_STAFF | AGENCY_STAFF
 
 
 class InvalidReport(ApiError):
@@ -124,6 +127,9 @@ async def list_reports(request: web.Request) -> web.Response:
     limit = _int_param(request, "limit", 50, 1, MAX_LIMIT)
     offset = _int_param(request, "offset", 0, 0, 10_000_000)
     filters = _filters(request)
+    own = own_agency(user_of(request))
+    if own is not None:
+        filters["agency_code"] = own
     reports = await service.list_reports(limit=limit, offset=offset, **filters)
     total = await service.count_reports(**filters)
     return web.json_response(
@@ -147,8 +153,20 @@ async def post_report(request: web.Request) -> web.Response:
 
 @_translating
 async def get_report(request: web.Request) -> web.Response:
-    detail = await _reports(request).get(_report_id(request))
-    return web.json_response(detail.to_dict())
+    report_id = _report_id(request)
+    detail = await _reports(request).get(report_id)
+    own = own_agency(user_of(request))
+    if own is None:
+        return web.json_response(detail.to_dict())
+    dispatches = [d for d in detail.dispatches if d.agency_code == own]
+    if not dispatches:
+        raise ReportNotFound(report_id)
+    return web.json_response(
+        {
+            "report": detail.report.to_dict(),
+            "dispatches": [dispatch.to_dict() for dispatch in dispatches],
+        }
+    )
 
 
 @_translating
@@ -208,9 +226,9 @@ async def post_dispatch(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    route(app, "GET", "/api/reports", list_reports, CALL_STAFF)
+    route(app, "GET", "/api/reports", list_reports, REPORT_READERS)
     route(app, "POST", "/api/reports", post_report, CALL_STAFF)
-    route(app, "GET", "/api/reports/{report_id}", get_report, CALL_STAFF)
+    route(app, "GET", "/api/reports/{report_id}", get_report, REPORT_READERS)
     route(app, "PATCH", "/api/reports/{report_id}", patch_report, CALL_STAFF)
     route(app, "POST", "/api/reports/{report_id}/calls", post_call, CALL_STAFF)
     route(app, "POST", "/api/reports/{report_id}/dispatch", post_dispatch, CALL_STAFF)

@@ -7,13 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from sigap_pbx.agencies.dispatch import DispatchService
 from sigap_pbx.agencies.webhooks import WebhookSender
 from sigap_pbx.store import Database
 from sigap_pbx.store.outbox import OutboxStore
-from sigap_pbx.web.app import create_app
 from tests.unit.agency_rows import (
     T0,
     FakeClock,
@@ -22,6 +20,7 @@ from tests.unit.agency_rows import (
     add_outbox,
     add_report,
 )
+from tests.web_auth import SignedInClient, signed_in_client
 
 SECRET = "never-shown-secret"
 
@@ -38,7 +37,7 @@ class FakeController:
 
 @dataclass
 class Api:
-    client: TestClient
+    client: SignedInClient
     db: Database
     report_id: int
     dispatch_id: int
@@ -59,8 +58,7 @@ async def api(tmp_path: Path) -> AsyncIterator[Api]:
         OutboxStore(db), timeout=1, max_attempts=3, backoff_max=10, clock=clock
     )
     controller = FakeController(DispatchService(db, clock=clock), sender)
-    client = TestClient(TestServer(create_app(controller)))  # type: ignore[arg-type]
-    await client.start_server()
+    client = await signed_in_client(controller, "supervisor", username="spv-1", db=db)
     yield Api(client, db, report_id, dispatch_id, message_id)
     await client.close()
     await db.close()
@@ -79,21 +77,30 @@ async def test_queue_lists_agency_dispatches(api: Api) -> None:
     assert other["dispatches"] == []
 
 
-async def test_ack_with_actor_header(api: Api) -> None:
+async def test_ack_records_signed_in_user(api: Api) -> None:
     response = await api.client.post(
-        f"/api/dispatches/{api.dispatch_id}/ack", headers={"X-Sigap-Actor": "damkar-1"}
+        f"/api/dispatches/{api.dispatch_id}/ack", headers={"X-Sigap-Actor": "spv-1"}
     )
 
     assert response.status == 200
     body = await response.json()
     assert body["status"] == "acknowledged"
-    assert body["acknowledged_by"] == "damkar-1"
+    assert body["acknowledged_by"] == "spv-1"
+
+
+async def test_ack_rejects_other_actor(api: Api) -> None:
+    response = await api.client.post(
+        f"/api/dispatches/{api.dispatch_id}/ack", json={"actor": "damkar-1"}
+    )
+
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "actor_mismatch"
 
 
 async def test_status_update_and_history(api: Api) -> None:
     response = await api.client.post(
         f"/api/dispatches/{api.dispatch_id}/status",
-        json={"status": "en_route", "note": "unit 3", "actor": "unit-3"},
+        json={"status": "en_route", "note": "unit 3", "actor": "spv-1"},
     )
     detail = await (await api.client.get(f"/api/dispatches/{api.dispatch_id}")).json()
 
@@ -103,7 +110,7 @@ async def test_status_update_and_history(api: Api) -> None:
         "sent", "acknowledged", "en_route",
     ]
     assert detail["events"][2]["note"] == "unit 3"
-    assert detail["events"][2]["actor"] == "unit-3"
+    assert detail["events"][2]["actor"] == "spv-1"
 
 
 async def test_backward_status_is_conflict(api: Api) -> None:
@@ -129,8 +136,8 @@ async def test_backward_status_is_conflict(api: Api) -> None:
         ("/api/dispatches/{id}/status", ["en_route"], 400, "invalid_body"),
         ("/api/dispatches/{id}/status", {"status": "en_route", "note": 5}, 400,
          "invalid_note"),
-        ("/api/dispatches/{id}/ack", {"actor": ""}, 200, None),
-        ("/api/dispatches/{id}/ack", {"actor": "a" * 65}, 400, "invalid_actor"),
+        ("/api/dispatches/{id}/ack", {}, 200, None),
+        ("/api/dispatches/{id}/ack", {"actor": "a" * 65}, 400, "actor_mismatch"),
         ("/api/dispatches/999/ack", {}, 404, "dispatch_not_found"),
         ("/api/dispatches/abc/ack", {}, 400, "invalid_parameter"),
     ],
@@ -180,9 +187,7 @@ async def test_outbox_retry_requeues_failed(api: Api) -> None:
 
 
 async def test_routes_unavailable_before_start(tmp_path: Path) -> None:
-    app = create_app(FakeController(None, None))  # type: ignore[arg-type]
-    client = TestClient(TestServer(app))
-    await client.start_server()
+    client = await signed_in_client(FakeController(None, None), "admin")
     try:
         dispatches = await client.get("/api/dispatches")
         outbox = await client.get("/api/outbox")

@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from sigap_pbx.agencies.directory import AgencyService
@@ -19,8 +17,7 @@ from sigap_pbx.config import Config
 from sigap_pbx.store import Database
 from sigap_pbx.store.reports import OUTBOX
 from sigap_pbx.store.roster import AuditStore
-from sigap_pbx.web import agency_routes, report_routes
-from sigap_pbx.web.app import CONTROLLER, errors_as_json
+from tests.web_auth import SignedInClient, signed_in_client
 
 NOW = datetime(2026, 12, 4, 1, 0, tzinfo=UTC)
 REPORT = {"category": "fire", "call_type": "emergency", "priority": 1}
@@ -40,19 +37,17 @@ async def database(tmp_path: Path) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-async def api(database: Database) -> AsyncIterator[TestClient]:
+async def api(database: Database) -> AsyncIterator[SignedInClient]:
     config = Config()
     agencies = AgencyService(database, config, clock=lambda: NOW)
     await agencies.upsert({"code": "damkar", "name": "Damkar", "kind": "fire"}, "spv")
     await agencies.upsert({"code": "polres", "name": "Polres", "kind": "police"}, "spv")
-    app = web.Application(middlewares=[errors_as_json])
-    app[CONTROLLER] = FakeController(
+    controller = FakeController(
         agencies, ReportService(database, config, clock=lambda: NOW)
     )
-    agency_routes.add_routes(app)
-    report_routes.add_routes(app)
-    client = TestClient(TestServer(app))
-    await client.start_server()
+    client = await signed_in_client(
+        controller, "operator", username="op1", endpoint="op1", db=database
+    )
     yield client
     await client.close()
 
@@ -62,13 +57,13 @@ async def error_of(response: Any, status: int) -> dict[str, Any]:
     return (await response.json())["error"]  # type: ignore[no-any-return]
 
 
-async def create(api: TestClient, **extra: Any) -> dict[str, Any]:
+async def create(api: SignedInClient, **extra: Any) -> dict[str, Any]:
     response = await api.post("/api/reports", json={**REPORT, **extra})
     assert response.status == 201
     return await response.json()  # type: ignore[no-any-return]
 
 
-async def test_create_then_get(api: TestClient) -> None:
+async def test_create_then_get(api: SignedInClient) -> None:
     created = await create(api, call_uniqueid="1733312345.17", actor="op1")
 
     body = await (await api.get(f"/api/reports/{created['id']}")).json()
@@ -78,7 +73,7 @@ async def test_create_then_get(api: TestClient) -> None:
     assert [c["call_uniqueid"] for c in body["calls"]] == ["1733312345.17"]
 
 
-async def test_invalid_category_names_field(api: TestClient) -> None:
+async def test_invalid_category_names_field(api: SignedInClient) -> None:
     error = await error_of(
         await api.post("/api/reports", json={**REPORT, "category": "banjir", "priority": 9}),
         400,
@@ -93,7 +88,7 @@ async def test_invalid_category_names_field(api: TestClient) -> None:
 
 
 async def test_patch_dispatched_report_queues_outbox(
-    api: TestClient, database: Database
+    api: SignedInClient, database: Database
 ) -> None:
     created = await create(api)
     report_id = created["id"]
@@ -105,7 +100,7 @@ async def test_patch_dispatched_report_queues_outbox(
     response = await api.patch(
         f"/api/reports/{report_id}",
         json={"description": "api menjalar", "version": 1},
-        headers={"X-Sigap-Actor": "op2"},
+        headers={"X-Sigap-Actor": "op1"},
     )
 
     body = await response.json()
@@ -115,10 +110,10 @@ async def test_patch_dispatched_report_queues_outbox(
         versions = (await session.execute(select(OUTBOX.c.version))).scalars().all()
     assert sorted(versions) == [1, 1, 2, 2]
     entries = await AuditStore(database).list_entries(subject=f"report:{report_id}")
-    assert [(e.actor, e.action) for e in entries][0] == ("op2", "report.update")
+    assert [(e.actor, e.action) for e in entries][0] == ("op1", "report.update")
 
 
-async def test_patch_stale_version(api: TestClient) -> None:
+async def test_patch_stale_version(api: SignedInClient) -> None:
     created = await create(api)
     await api.patch(f"/api/reports/{created['id']}", json={"priority": 2})
 
@@ -130,7 +125,7 @@ async def test_patch_stale_version(api: TestClient) -> None:
     assert error["code"] == "report_conflict"
 
 
-async def test_link_call_twice(api: TestClient) -> None:
+async def test_link_call_twice(api: SignedInClient) -> None:
     created = await create(api)
     path = f"/api/reports/{created['id']}/calls"
 
@@ -144,7 +139,7 @@ async def test_link_call_twice(api: TestClient) -> None:
     assert (await error_of(bad, 400))["problems"][0].startswith("call_uniqueid: '1.1&x'")
 
 
-async def test_dispatch_unknown_agency(api: TestClient) -> None:
+async def test_dispatch_unknown_agency(api: SignedInClient) -> None:
     created = await create(api)
 
     error = await error_of(
@@ -155,7 +150,7 @@ async def test_dispatch_unknown_agency(api: TestClient) -> None:
     assert error["code"] == "agency_not_found"
 
 
-async def test_list_filters(api: TestClient) -> None:
+async def test_list_filters(api: SignedInClient) -> None:
     await create(api)
     prank = await create(api, call_type="prank", category="other", priority=4)
 
@@ -167,7 +162,7 @@ async def test_list_filters(api: TestClient) -> None:
     assert (await error_of(bad, 400))["code"] == "invalid_parameter"
 
 
-async def test_missing_report(api: TestClient) -> None:
+async def test_missing_report(api: SignedInClient) -> None:
     error = await error_of(await api.get("/api/reports/41"), 404)
 
     assert error["code"] == "report_not_found"
