@@ -36,6 +36,9 @@ log = structlog.get_logger(__name__)
 # Writes one audit row: audit(actor, action, subject, detail).
 Audit = Callable[[str, str, str, dict[str, Any]], Awaitable[object]]
 
+# Called with a dispatch after each change of its status.
+ChangeListener = Callable[[DispatchView], Awaitable[None]]
+
 UNACKNOWLEDGED_ALARM = "report_unacknowledged"
 
 STATUS_ORDER: dict[DispatchStatus, int] = {
@@ -91,7 +94,9 @@ class DispatchService:
 
     ``alarms`` is the board whose report_unacknowledged alarm is cleared at the
     acknowledgement. The escalation watcher also clears it at its next pass, for a
-    dispatch acknowledged without this service.
+    dispatch acknowledged without this service. ``change_listeners`` are awaited
+    after each status change (the web portal's live update is one). A listener
+    that fails is logged and does not fail the change, which is already stored.
     """
 
     def __init__(
@@ -107,6 +112,7 @@ class DispatchService:
         self.audit = audit
         self.clock = clock
         self.alarms = alarms
+        self.change_listeners: list[ChangeListener] = []
 
     async def get(self, dispatch_id: int) -> DispatchView:
         """Return one dispatch. Raises DispatchNotFound."""
@@ -225,6 +231,11 @@ class DispatchService:
             after,
             {"from": before.status.value, "to": after.status.value, "note": note},
         )
+        for listener in list(self.change_listeners):
+            try:
+                await listener(after)
+            except Exception:
+                log.exception("dispatch_listener_failed", dispatch_id=after.id)
 
     async def _audit(
         self, actor: str, action: str, dispatch: DispatchView, detail: dict[str, Any]

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -247,8 +247,17 @@ def _utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Called after a dispatch that sent a report to at least one agency.
+DispatchListener = Callable[[DispatchOutcome], Awaitable[None]]
+
+
 class ReportService:
-    """Incident reports and their dispatches, stored in one Database."""
+    """Incident reports and their dispatches, stored in one Database.
+
+    ``dispatch_listeners`` are awaited after each dispatch that sent the report to
+    a new agency (the web portal's live alert is one). A listener that fails is
+    logged and does not fail the dispatch, which is already stored.
+    """
 
     def __init__(
         self, db: Database, config: Config, clock: Callable[[], datetime] = _utcnow
@@ -257,6 +266,7 @@ class ReportService:
         self._agencies = AgencyStore(db)
         self._config = config
         self._clock = clock
+        self.dispatch_listeners: list[DispatchListener] = []
 
     async def create(
         self,
@@ -313,6 +323,7 @@ class ReportService:
         since: datetime | None = None,
         until: datetime | None = None,
         number: str | None = None,
+        agency_code: str | None = None,
         limit: int = 50,
         offset: int = 0,
     ) -> list[ReportView]:
@@ -324,6 +335,7 @@ class ReportService:
             since=since,
             until=until,
             number=number,
+            agency_code=agency_code,
             limit=limit,
             offset=offset,
         )
@@ -343,9 +355,18 @@ class ReportService:
         self, report_id: int, agency_codes: Sequence[str], actor: str
     ) -> DispatchOutcome:
         """Send a report to agencies, each once; see ReportStore.dispatch."""
-        return await self._store.dispatch(
+        outcome = await self._store.dispatch(
             report_id, agency_codes, actor=actor, at=self._clock()
         )
+        if outcome.sent:
+            for listener in list(self.dispatch_listeners):
+                try:
+                    await listener(outcome)
+                except Exception:
+                    log.exception(
+                        "dispatch_listener_failed", report_id=report_id, sent=outcome.sent
+                    )
+        return outcome
 
     async def record_forward_attempt(
         self,
