@@ -12,7 +12,7 @@ import copy
 import enum
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
@@ -387,6 +387,53 @@ def _call_view(
     )
 
 
+# --- Filters ----------------------------------------------------------------
+
+
+def _answered_by(endpoint: str) -> ColumnElement[bool]:
+    """Return a condition that matches calls the PJSIP endpoint answered.
+
+    The live tracker stores the queue member's interface on the call and on its
+    answered leg, reconciliation stores it on the call only, and an overflow call
+    answered on the supervisor or on-call phone has the endpoint in answered_by.
+    """
+    interface = f"PJSIP/{endpoint}"
+    answered_leg = select(CALL_LEGS.c.id).where(
+        CALL_LEGS.c.call_id == CALLS.c.id,
+        CALL_LEGS.c.outcome == LegOutcome.ANSWERED.value,
+        CALL_LEGS.c.interface == interface,
+    )
+    return (
+        (CALLS.c.operator_interface == interface)
+        | (CALLS.c.answered_by == endpoint)
+        | answered_leg.exists()
+    )
+
+
+def _reported_as(category: str | None, call_type: str | None) -> ColumnElement[bool]:
+    """Return a condition that matches calls with a report of this category and type."""
+    # Imported here because sigap_pbx.store.reports imports this module.
+    from sigap_pbx.store.reports import (
+        INCIDENT_REPORTS,
+        REPORT_CALLS,
+        CallType,
+        ReportCategory,
+    )
+
+    conditions = [
+        REPORT_CALLS.c.call_uniqueid == CALLS.c.uniqueid,
+        INCIDENT_REPORTS.c.id == REPORT_CALLS.c.report_id,
+    ]
+    if category is not None:
+        category = _one_of(ReportCategory)("category", category)
+        conditions.append(INCIDENT_REPORTS.c.category == category)
+    if call_type is not None:
+        call_type = _one_of(CallType)("call_type", call_type)
+        conditions.append(INCIDENT_REPORTS.c.call_type == call_type)
+    linked = select(REPORT_CALLS.c.id).select_from(REPORT_CALLS, INCIDENT_REPORTS)
+    return linked.where(*conditions).exists()
+
+
 # --- Store ------------------------------------------------------------------
 
 
@@ -602,17 +649,35 @@ class CallStore:
         until: datetime | None = None,
         outcome: str | None = None,
         number: str | None = None,
+        operator: str | None = None,
+        category: str | None = None,
+        call_type: str | None = None,
+        max_id: int | None = None,
     ) -> list[CallView]:
         """Return calls with their legs, newest ``arrived_at`` first, without events.
 
         ``since`` is inclusive and ``until`` exclusive, both on ``arrived_at``, so a
         call whose arrival time is unknown only appears without them, after the
         rest. ``number`` matches the normalised or the raw caller number exactly.
+        ``operator`` is the PJSIP endpoint that answered the call: the interface of
+        its answered leg, or the phone an overflow stage reached. ``category`` and
+        ``call_type`` match calls linked to an incident report with that value.
+        ``max_id`` leaves out calls stored after a paged read began.
         """
         limit = _non_negative_int("limit", limit)
         offset = _non_negative_int("offset", offset)
         query = (
-            self._filter(select(CALLS), since, until, outcome, number)
+            self._filter(
+                select(CALLS),
+                since=since,
+                until=until,
+                outcome=outcome,
+                number=number,
+                operator=operator,
+                category=category,
+                call_type=call_type,
+                max_id=max_id,
+            )
             .order_by(CALLS.c.arrived_at.desc().nulls_last(), CALLS.c.id.desc())
             .limit(limit)
             .offset(offset)
@@ -629,23 +694,110 @@ class CallStore:
         until: datetime | None = None,
         outcome: str | None = None,
         number: str | None = None,
+        operator: str | None = None,
+        category: str | None = None,
+        call_type: str | None = None,
+        max_id: int | None = None,
     ) -> int:
         """Return the number of calls that ``list_calls`` would list without a limit."""
         query = self._filter(
-            select(func.count()).select_from(CALLS), since, until, outcome, number
+            select(func.count()).select_from(CALLS),
+            since=since,
+            until=until,
+            outcome=outcome,
+            number=number,
+            operator=operator,
+            category=category,
+            call_type=call_type,
+            max_id=max_id,
         )
         async with self._db.session(write=False) as session:
             return (await session.execute(query)).scalar_one()
 
+    async def iter_calls(
+        self, *, batch: int = IN_CLAUSE_CHUNK, **filters: Any
+    ) -> AsyncIterator[CallView]:
+        """Yield every call that ``list_calls`` would list, reading ``batch`` at a time.
+
+        Each batch is its own read, so no transaction stays open while the caller
+        handles a batch. Calls stored after the iteration starts are left out.
+        """
+        batch = _non_negative_int("batch", batch)
+        if batch == 0:
+            raise InvalidFieldValue("batch", batch, "an integer >= 1")
+        async with self._db.session(write=False) as session:
+            max_id = (await session.execute(select(func.max(CALLS.c.id)))).scalar_one()
+        if max_id is None:
+            return
+        offset = 0
+        while True:
+            calls = await self.list_calls(
+                limit=batch, offset=offset, max_id=max_id, **filters
+            )
+            for call in calls:
+                yield call
+            if len(calls) < batch:
+                return
+            offset += batch
+
+    async def linked_reports(
+        self, uniqueids: Iterable[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """Return the incident reports linked to each call, by the call's uniqueid.
+
+        Each report is ``{"id", "category", "call_type", "priority"}``, oldest
+        first. A call without a report is left out of the result.
+        """
+        # Imported here because sigap_pbx.store.reports imports this module.
+        from sigap_pbx.store.reports import INCIDENT_REPORTS, REPORT_CALLS
+
+        requested = sorted({_text("uniqueids", value) for value in uniqueids})
+        linked: dict[str, list[dict[str, Any]]] = {}
+        async with self._db.session(write=False) as session:
+            for start in range(0, len(requested), IN_CLAUSE_CHUNK):
+                chunk = requested[start : start + IN_CLAUSE_CHUNK]
+                query = (
+                    select(
+                        REPORT_CALLS.c.call_uniqueid,
+                        INCIDENT_REPORTS.c.id,
+                        INCIDENT_REPORTS.c.category,
+                        INCIDENT_REPORTS.c.call_type,
+                        INCIDENT_REPORTS.c.priority,
+                    )
+                    .join(
+                        INCIDENT_REPORTS,
+                        INCIDENT_REPORTS.c.id == REPORT_CALLS.c.report_id,
+                    )
+                    .where(REPORT_CALLS.c.call_uniqueid.in_(chunk))
+                    .order_by(INCIDENT_REPORTS.c.id)
+                )
+                for row in (await session.execute(query)).mappings():
+                    linked.setdefault(row["call_uniqueid"], []).append(
+                        {
+                            "id": row["id"],
+                            "category": row["category"],
+                            "call_type": row["call_type"],
+                            "priority": row["priority"],
+                        }
+                    )
+        return linked
+
     @staticmethod
     def _filter(
         query: Select[Any],
-        since: datetime | None,
-        until: datetime | None,
-        outcome: str | None,
-        number: str | None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        outcome: str | None = None,
+        number: str | None = None,
+        operator: str | None = None,
+        category: str | None = None,
+        call_type: str | None = None,
+        max_id: int | None = None,
     ) -> Select[Any]:
         conditions: list[ColumnElement[bool]] = []
+        if max_id is not None:
+            conditions.append(CALLS.c.id <= _validate_id("max_id", max_id))
         if since is not None:
             conditions.append(CALLS.c.arrived_at >= _aware_datetime("since", since))
         if until is not None:
@@ -659,6 +811,10 @@ class CallStore:
                 (CALLS.c.caller_number == number)
                 | (CALLS.c.caller_number_raw == number)
             )
+        if operator is not None:
+            conditions.append(_answered_by(_key("operator", operator)))
+        if category is not None or call_type is not None:
+            conditions.append(_reported_as(category, call_type))
         return query.where(*conditions)
 
     async def existing_uniqueids(self, uniqueids: Iterable[str]) -> set[str]:
