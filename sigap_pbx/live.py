@@ -44,12 +44,15 @@ class Caller:
     channel: str
     caller_number: str
     joined_monotonic: float
+    # Caller ID name as the carrier sent it: untrusted text, escape it wherever shown.
+    caller_name: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "uniqueid": self.uniqueid,
             "channel": self.channel,
             "caller_number": self.caller_number,
+            "caller_name": self.caller_name,
             "waiting_seconds": round(time.monotonic() - self.joined_monotonic, 1),
         }
 
@@ -86,6 +89,7 @@ class LiveView:
                     channel=event.get("Channel") or "",
                     caller_number=event.get("CallerIDNum") or "",
                     joined_monotonic=time.monotonic() - wait,
+                    caller_name=event.get("CallerIDName") or "",
                 )
         self.synced = True
         self.synced_at = time.time()
@@ -127,6 +131,7 @@ class LiveView:
                 channel=event.get("Channel") or "",
                 caller_number=event.get("CallerIDNum") or "",
                 joined_monotonic=time.monotonic(),
+                caller_name=event.get("CallerIDName") or "",
             )
         elif name in ("QueueCallerLeave", "QueueCallerAbandon"):
             self._queue(event.get("Queue") or "").callers.pop(event.get("Uniqueid") or "", None)

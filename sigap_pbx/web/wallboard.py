@@ -1,0 +1,531 @@
+"""The supervisor wallboard: queues, operator states, shift figures and alarms.
+
+`Wallboard.snapshot()` assembles one JSON-ready dict from state the controller
+already keeps: the live view (queue members and waiting callers, from AMI), the
+pause tracker and wrap-up guard (pause reasons and start times), endpoint health
+(unreachable phones), the call tracker (answer times), the shift reporter (this
+shift's figures so far) and the alarm board. GET /wallboard renders it, and
+GET /api/wallboard returns it.
+
+`attach(controller)` keeps open wallboards current: after a relevant AMI event
+or alarm change it publishes a "wallboard" snapshot to supervisors on
+`controller.feed` once the event burst has lasted DEBOUNCE_SECONDS, and it
+publishes one every TICK_SECONDS for the durations. After every AMI login, once
+the controller has rebuilt the live view from QueueStatus, and at every AMI
+disconnect, it publishes at once, so a page never keeps showing state from
+before a gap without saying so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from sigap_pbx.live import Member
+from sigap_pbx.members.actions import PAUSE_REASONS
+from sigap_pbx.members.coverage import IN_CALL_STATES, UNREACHABLE_STATES
+from sigap_pbx.members.health import UNREACHABLE_REASON, pjsip_endpoint
+from sigap_pbx.members.wrapup import WRAPUP_REASON
+from sigap_pbx.roster.reporter import RosterUnavailable, ShiftReportError
+from sigap_pbx.store.errors import DatabaseUnavailable
+from sigap_pbx.web.access import SUPERVISORS
+from sigap_pbx.wire.ami import Event
+
+if TYPE_CHECKING:
+    from sigap_pbx.service import Controller
+
+log = structlog.get_logger(__name__)
+
+FEED_KIND = "wallboard"
+# Operator states, in the order the page's legend lists them.
+STATES = (
+    "available", "ringing", "on_call", "wrapup", "paused", "logged_off", "unreachable"
+)
+# Seconds from the first relevant AMI event to the snapshot that shows it. Events
+# of one call come in bursts, so this sends one snapshot per burst.
+DEBOUNCE_SECONDS = 0.25
+# Seconds between snapshots while nothing happens, so durations keep counting.
+TICK_SECONDS = 1.0
+# Seconds a shift's figures are reused. Each build reads every call of the shift
+# from the store, so open pages share one read per second.
+FIGURES_CACHE_SECONDS = 1.0
+# Answer-time thresholds shown, in seconds from arrival at the PBX. They are the
+# shift report's ANSWER_THRESHOLDS.
+WITHIN_SECONDS = (10, 15, 20)
+
+RELEVANT_EVENTS = frozenset({
+    "QueueCallerJoin", "QueueCallerLeave", "QueueCallerAbandon",
+    "QueueMemberAdded", "QueueMemberRemoved", "QueueMemberStatus", "QueueMemberPause",
+    "QueueMemberPenalty", "AgentCalled", "AgentConnect", "AgentComplete",
+    "AgentRingNoAnswer", "ContactStatus",
+})
+
+# app_queue device state of a member whose phone rings with no call on it.
+RINGING_STATUS = "ringing"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+# Operator state ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class OperatorState:
+    """An operator's state across all of its queues, with the pause reason if any."""
+
+    state: str
+    pause_reason: str = ""
+    # Queue whose pause decided the state, for the pause's start time.
+    pause_queue: str = ""
+
+
+def operator_state(
+    memberships: dict[str, Member], *, unreachable: bool = False
+) -> OperatorState:
+    """Return the state of one operator from its queue members, keyed by queue.
+
+    An operator in no queue is logged off. A phone found unreachable (by device
+    state, by the endpoint health guard, or by its `unreachable` pause) decides
+    before anything else, then a call, then ringing. An operator is paused only
+    when paused in every one of its queues, because otherwise app_queue still
+    offers it calls from the others. A pause other than wrap-up wins over the
+    wrap-up, since it lasts beyond the wrap-up window.
+    """
+    if not memberships:
+        return OperatorState("logged_off")
+    members = list(memberships.values())
+    if unreachable or any(
+        m.status in UNREACHABLE_STATES
+        or (m.paused and m.paused_reason == UNREACHABLE_REASON)
+        for m in members
+    ):
+        return OperatorState("unreachable")
+    if any(m.in_call or m.status in IN_CALL_STATES for m in members):
+        return OperatorState("on_call")
+    if any(m.status == RINGING_STATUS for m in members):
+        return OperatorState("ringing")
+    if all(m.paused for m in members):
+        queues = sorted(memberships)
+        for queue in queues:
+            reason = memberships[queue].paused_reason
+            if reason != WRAPUP_REASON:
+                return OperatorState("paused", reason, queue)
+        return OperatorState("wrapup", WRAPUP_REASON, queues[0])
+    return OperatorState("available")
+
+
+# Shift figures -----------------------------------------------------------------------
+
+
+def figures_from_report(report: dict[str, Any]) -> dict[str, Any]:
+    """Return the wallboard's figures from a shift report's `queue` section.
+
+    Offered counts every call that arrived in the shift so far. The within-N
+    counts are of answered calls timed from arrival, and their percentages are of
+    every offered call, abandoned ones included, as in the shift report.
+    """
+    queue = report["queue"]
+    offered = int(queue["arrived"])
+    within = {item["seconds"]: item for item in queue["answered_within"]}
+    figures: dict[str, Any] = {
+        "offered": {"value": offered, "percent": None},
+        "answered": {"value": int(queue["answered"]), "percent": _percent(
+            int(queue["answered"]), offered)},
+        "abandoned": {
+            "value": int(queue["abandoned_before_queue"]) + int(queue["abandoned_in_queue"]),
+            "percent": None,
+        },
+    }
+    figures["abandoned"]["percent"] = _percent(figures["abandoned"]["value"], offered)
+    for seconds in WITHIN_SECONDS:
+        item = within.get(seconds, {"count": 0, "percent": None})
+        figures[f"within_{seconds}"] = {
+            "value": int(item["count"]),
+            "percent": item["percent"],
+        }
+    return figures
+
+
+def shift_from_report(report: dict[str, Any]) -> dict[str, Any]:
+    shift = report["shift"]
+    return {
+        "name": shift["name"],
+        "date": shift["date"],
+        "crew": shift.get("crew"),
+        "start_local": shift["start_local"],
+        "end_local": shift["end_local"],
+        "minimum_operators": shift.get("minimum_operators"),
+        "rostered": shift.get("rostered"),
+    }
+
+
+def _percent(part: int, whole: int) -> float | None:
+    return None if whole == 0 else round(100 * part / whole, 1)
+
+
+# The wallboard ---------------------------------------------------------------------
+
+
+class Wallboard:
+    """Builds wallboard snapshots from a controller and publishes them on its feed.
+
+    `debounce_seconds` and `tick_seconds` set the publishing pace (tests shorten
+    or stretch them). Only `run` publishes, so nothing is sent unless a task runs
+    it, which `attach` starts.
+    """
+
+    def __init__(
+        self,
+        controller: Controller,
+        *,
+        debounce_seconds: float = DEBOUNCE_SECONDS,
+        tick_seconds: float = TICK_SECONDS,
+        figures_cache_seconds: float = FIGURES_CACHE_SECONDS,
+    ) -> None:
+        self.controller = controller
+        self.debounce_seconds = debounce_seconds
+        self.tick_seconds = tick_seconds
+        self.figures_cache_seconds = figures_cache_seconds
+        self.published = 0
+        # Set by events that change what the page shows; `run` publishes after it.
+        self.changed = asyncio.Event()
+        # Set with `changed` when the next snapshot must go out without waiting.
+        self._urgent = False
+        # Per endpoint: the state last seen and since when, in time.monotonic().
+        self._since: dict[str, tuple[str, float]] = {}
+        self._figures: tuple[float, dict[str, Any]] | None = None
+        self._figures_lock = asyncio.Lock()
+
+    # Listeners (called by the AMI client and the alarm board, must not block) -------
+
+    def on_event(self, event: Event) -> None:
+        if event.name not in RELEVANT_EVENTS:
+            return
+        # The live view's listener ran before this one, so the states are current.
+        self.observe_states()
+        self.changed.set()
+
+    def on_alarm(self, change: str, alarm: dict[str, Any]) -> None:
+        self.changed.set()
+
+    async def on_session(self) -> None:
+        """Publish at once after each AMI login, when the controller has resynced.
+
+        The controller's own session listener (QueueStatus into the live view) was
+        added first, so it has run by now. Nothing here raises, because a failed
+        session listener would end the AMI session.
+        """
+        try:
+            self.observe_states()
+        except Exception:
+            log.exception("wallboard_observe_failed")
+        self.request_now()
+
+    def on_disconnect(self) -> None:
+        self.request_now()
+
+    def request_now(self) -> None:
+        """Make `run` publish the next snapshot without the debounce wait."""
+        self._urgent = True
+        self.changed.set()
+
+    # Publishing ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Publish after each change (debounced, or at once if urgent) and every tick."""
+        while True:
+            try:
+                async with asyncio.timeout(self.tick_seconds):
+                    await self.changed.wait()
+            except TimeoutError:
+                pass
+            else:
+                if not self._urgent:
+                    await asyncio.sleep(self.debounce_seconds)
+            self.changed.clear()
+            self._urgent = False
+            await self.publish()
+
+    async def publish(self) -> None:
+        feed = self.controller.feed
+        if feed.subscribers == 0:
+            return
+        try:
+            snapshot = await self.snapshot()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The next tick tries again; the loop must keep running.
+            log.exception("wallboard_snapshot_failed")
+            return
+        feed.publish(FEED_KIND, snapshot, roles=SUPERVISORS)
+        self.published += 1
+
+    # Snapshot ------------------------------------------------------------------------
+
+    async def snapshot(self) -> dict[str, Any]:
+        """Return everything the page shows, as a JSON-ready dict."""
+        controller = self.controller
+        live = controller.live
+        self.observe_states()
+        report = await self.shift_report()
+        alarms = controller.alarms.snapshot() if controller.alarms is not None else []
+        alarms.sort(key=lambda alarm: alarm["raised_at"], reverse=True)
+        return {
+            "generated_at": utc_now().isoformat(),
+            "synced": bool(live.synced and controller.ami.connected),
+            "primary_queue": controller.config.queue.name,
+            "queues": self.queues(),
+            "operators": self.operators(),
+            "shift": report.get("shift"),
+            "figures": report.get("figures"),
+            "figures_error": report.get("error"),
+            "alarms": alarms,
+            "pause_reasons": dict(PAUSE_REASONS),
+        }
+
+    def queues(self) -> list[dict[str, Any]]:
+        """Return each queue with its waiting callers, the longest wait first."""
+        controller = self.controller
+        primary = controller.config.queue.name
+        now_monotonic = time.monotonic()
+        now = utc_now()
+        views = sorted(controller.live.queues.values(),
+                       key=lambda queue: (queue.name != primary, queue.name))
+        result = []
+        for queue in views:
+            callers = []
+            for caller in queue.callers.values():
+                in_queue = max(now_monotonic - caller.joined_monotonic, 0.0)
+                callers.append({
+                    "uniqueid": caller.uniqueid,
+                    "caller_number": caller.caller_number,
+                    "caller_name": caller.caller_name,
+                    "wait_seconds": round(self._wait_from_arrival(caller.uniqueid, now,
+                                                                  in_queue), 1),
+                    "queue_seconds": round(in_queue, 1),
+                })
+            callers.sort(key=lambda item: item["wait_seconds"], reverse=True)
+            members = list(queue.members.values())
+            result.append({
+                "name": queue.name,
+                "primary": queue.name == primary,
+                "waiting": len(callers),
+                "longest_wait": callers[0]["wait_seconds"] if callers else 0.0,
+                "callers": callers,
+                "members": len(members),
+                "available": sum(1 for member in members
+                                 if operator_state({queue.name: member}).state
+                                 == "available"),
+            })
+        return result
+
+    def _wait_from_arrival(self, uniqueid: str, now: datetime, in_queue: float) -> float:
+        """Return seconds since the call arrived at the PBX, or since it joined the queue.
+
+        The call tracker keys a call by the caller channel's linkedid, which is its
+        uniqueid. A call it does not know (adopted after a gap without a time)
+        falls back to the queue wait.
+        """
+        tracker = self.controller.tracker
+        call = tracker.calls.get(uniqueid) if tracker is not None else None
+        if call is None or call.uniqueid != uniqueid:
+            return in_queue
+        return max((now - call.arrived_at).total_seconds(), in_queue)
+
+    # Operators -------------------------------------------------------------------------
+
+    def _memberships(self) -> dict[str, dict[str, Member]]:
+        """Return, per endpoint, its queue members keyed by queue name."""
+        found: dict[str, dict[str, Member]] = {}
+        for queue in self.controller.live.queues.values():
+            for interface, member in queue.members.items():
+                endpoint = pjsip_endpoint(interface) or interface
+                found.setdefault(endpoint, {})[queue.name] = member
+        return found
+
+    def _known_operators(self) -> dict[str, str]:
+        """Return the configured operators and supervisor, endpoint to display name."""
+        sip = self.controller.config.sip
+        names = {op.endpoint: op.name or op.endpoint for op in sip.operators}
+        names.setdefault(sip.supervisor.endpoint, sip.supervisor.name or sip.supervisor.endpoint)
+        return names
+
+    def _unreachable(self, endpoint: str, interfaces: Iterable[str]) -> bool:
+        guard = self.controller.health_guard
+        if guard is None:
+            return False
+        for interface in interfaces:
+            member = guard.membership.members.get(interface)
+            if member is not None and guard.unreachable_cause(member) is not None:
+                return True
+        return False
+
+    def _states(self) -> dict[str, tuple[OperatorState, dict[str, Member]]]:
+        memberships = self._memberships()
+        endpoints = list(self._known_operators())
+        endpoints += sorted(set(memberships) - set(endpoints))
+        states = {}
+        for endpoint in endpoints:
+            members = memberships.get(endpoint, {})
+            interfaces = {member.interface for member in members.values()}
+            state = operator_state(members, unreachable=self._unreachable(endpoint, interfaces))
+            states[endpoint] = (state, members)
+        return states
+
+    def observe_states(self) -> None:
+        """Note when each operator's state changed, for the durations without a source."""
+        now = time.monotonic()
+        for endpoint, (state, _) in self._states().items():
+            previous = self._since.get(endpoint)
+            if previous is None or previous[0] != state.state:
+                self._since[endpoint] = (state.state, now)
+
+    def operators(self) -> list[dict[str, Any]]:
+        """Return one row per operator: state, its duration and the pause reason."""
+        names = self._known_operators()
+        rows = []
+        for endpoint, (state, members) in self._states().items():
+            interface = next(iter(members.values())).interface if members else (
+                f"PJSIP/{endpoint}")
+            name = names.get(endpoint) or next(
+                (m.name for m in members.values() if m.name), endpoint)
+            rows.append({
+                "endpoint": endpoint,
+                "name": name,
+                "state": state.state,
+                "seconds": self._seconds_in_state(endpoint, interface, state),
+                "pause_reason": state.pause_reason,
+                "wrapup_remaining": self._wrapup_remaining(interface, state),
+                "queues": [
+                    {
+                        "queue": queue,
+                        "status": member.status,
+                        "paused": member.paused,
+                        "paused_reason": member.paused_reason,
+                        "in_call": member.in_call,
+                        "penalty": member.penalty,
+                    }
+                    for queue, member in sorted(members.items())
+                ],
+            })
+        return rows
+
+    def _seconds_in_state(
+        self, endpoint: str, interface: str, state: OperatorState
+    ) -> float | None:
+        """Return how long the operator has been in its state, in seconds.
+
+        A pause counts from the pause tracker's interval, a wrap-up from the end of
+        the last call, and a call from its answer time in the call tracker. Other
+        states, and those sources when they lack the member, count from when this
+        wallboard first saw the state, which after a controller start or an AMI
+        gap is the resync.
+        """
+        seconds = None
+        controller = self.controller
+        if state.state == "paused" and controller.pauses is not None:
+            interval = controller.pauses.paused.get((interface, state.pause_queue))
+            if interval is not None:
+                seconds = (controller.pauses.clock() - interval.started_at).total_seconds()
+        elif state.state == "wrapup":
+            ended_at = controller.wrapup.last_call_end.get(interface)
+            if ended_at is not None:
+                seconds = (controller.wrapup.clock() - ended_at).total_seconds()
+        elif state.state == "on_call":
+            seconds = self._talk_seconds(interface)
+        if seconds is None:
+            since = self._since.get(endpoint)
+            if since is None or since[0] != state.state:
+                return None
+            seconds = time.monotonic() - since[1]
+        return round(max(seconds, 0.0), 1)
+
+    def _talk_seconds(self, interface: str) -> float | None:
+        tracker = self.controller.tracker
+        if tracker is None:
+            return None
+        for call in tracker.calls.values():
+            if call.answered_at is None or call.ended_at is not None:
+                continue
+            for leg in call.legs.values():
+                if leg.interface == interface and leg.outcome == "answered":
+                    return (utc_now() - call.answered_at).total_seconds()
+        return None
+
+    def _wrapup_remaining(self, interface: str, state: OperatorState) -> float | None:
+        if state.state != "wrapup":
+            return None
+        wrapup = self.controller.wrapup.wrapups.get(interface)
+        if wrapup is None:
+            return None
+        remaining = (wrapup.deadline - self.controller.wrapup.clock()).total_seconds()
+        return round(max(remaining, 0.0), 1)
+
+    # Shift figures ---------------------------------------------------------------------
+
+    async def shift_report(self) -> dict[str, Any]:
+        """Return {"shift", "figures"} of the shift in progress, or {"error"}.
+
+        The report is built by the shift reporter for the current shift's window
+        up to now, and reused for `figures_cache_seconds`.
+        """
+        async with self._figures_lock:
+            cached = self._figures
+            if cached is not None and time.monotonic() - cached[0] < self.figures_cache_seconds:
+                return cached[1]
+            result = await self._build_report()
+            self._figures = (time.monotonic(), result)
+            return result
+
+    async def _build_report(self) -> dict[str, Any]:
+        reporter = self.controller.shift_reports
+        if reporter is None:
+            return {"error": {"code": "shift_reports_unavailable",
+                              "message": "shift reports have not started yet"}}
+        try:
+            report = await reporter.report_now()
+        except RosterUnavailable as error:
+            return {"error": {"code": "roster_missing", "message": str(error)}}
+        except ShiftReportError as error:
+            return {"error": {"code": "shift_report_failed", "message": str(error)}}
+        except DatabaseUnavailable as error:
+            return {"error": {"code": "database_unavailable", "message": str(error)}}
+        except Exception:
+            # The rest of the wallboard still shows; the log has the cause.
+            log.exception("wallboard_figures_failed")
+            return {"error": {"code": "shift_report_failed",
+                              "message": "the shift report failed; see the controller log"}}
+        return {"shift": shift_from_report(report), "figures": figures_from_report(report)}
+
+
+# Attaching to the controller --------------------------------------------------------
+
+
+def wallboard_of(controller: Any) -> Wallboard:
+    """Return the controller's wallboard, making one (that does not publish) if needed."""
+    board = getattr(controller, "wallboard", None)
+    if board is None:
+        board = Wallboard(controller)
+        controller.wallboard = board
+    return board
+
+
+def attach(controller: Controller) -> Wallboard:
+    """Follow the controller's AMI events and alarms and publish snapshots on its feed."""
+    board = wallboard_of(controller)
+    controller.ami.add_event_listener(board.on_event)
+    controller.ami.add_connect_listener(board.on_session)
+    controller.ami.add_disconnect_listener(board.on_disconnect)
+    if controller.alarms is not None:
+        controller.alarms.on_change.append(board.on_alarm)
+    controller._spawn(board.run(), "wallboard-publisher")
+    return board

@@ -1,0 +1,471 @@
+"""Wallboard snapshots from AMI events: operator states, waits, figures, publishing."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from sigap_pbx.live import Member
+from sigap_pbx.roster.reporter import RosterUnavailable
+from sigap_pbx.roster.reports import queue_figures
+from sigap_pbx.store.accounts import Role
+from sigap_pbx.store.models import CallOutcome
+from sigap_pbx.web.wallboard import (
+    FEED_KIND,
+    OperatorState,
+    Wallboard,
+    attach,
+    figures_from_report,
+    operator_state,
+)
+from tests.unit.fake_ami import FakeAmiServer, ami_bytes, success, wait_until
+from tests.unit.wallboard_fakes import (
+    T0,
+    FakeController,
+    FakeReporter,
+    event,
+    member_event,
+    next_event,
+    supervisor_view,
+    timestamp,
+)
+
+SHIFT = {
+    "date": "2026-12-04", "name": "pagi", "crew": "A",
+    "start": "2026-12-04T00:00:00+00:00", "end": "2026-12-04T08:00:00+00:00",
+    "start_local": "2026-12-04T07:00:00+07:00", "end_local": "2026-12-04T15:00:00+07:00",
+    "zone": "Asia/Jakarta", "minimum_operators": 2, "rostered": 3,
+}
+
+
+@pytest.fixture
+async def controller():
+    controller = FakeController()
+    yield controller
+    await controller.close()
+
+
+def operator_row(snapshot: dict[str, Any], endpoint: str) -> dict[str, Any]:
+    rows = [row for row in snapshot["operators"] if row["endpoint"] == endpoint]
+    assert len(rows) == 1, snapshot["operators"]
+    return rows[0]
+
+
+def queue_of(snapshot: dict[str, Any], name: str = "operators") -> dict[str, Any]:
+    return next(queue for queue in snapshot["queues"] if queue["name"] == name)
+
+
+def synced(controller: FakeController, *events: Any) -> None:
+    """Start from an empty QueueStatus, then apply `events` in order."""
+    controller.live.reset_from_status([])
+    for item in events:
+        controller.ami.emit(item)
+
+
+def answered_call(
+    controller: FakeController, endpoint: str, *, arrived: datetime, answered: datetime
+) -> None:
+    """Emit a trunk call that `endpoint` answered, as the tracker sees it."""
+    uniqueid = "1796409216.10"
+    leg = {"DestUniqueid": "1796409216.11", "DestChannel": f"PJSIP/{endpoint}-00000002"}
+    controller.ami.emit(event(
+        "Newchannel", ("Channel", "PJSIP/carrier-00000001"), ("Context", "sigap-trunk-inbound"),
+        ("Exten", "112"), ("CallerIDNum", "081234"), ("Uniqueid", uniqueid),
+        ("Linkedid", uniqueid), ("Timestamp", timestamp(arrived)),
+    ))
+    controller.ami.emit(event(
+        "AgentCalled", ("Queue", "operators"), ("Uniqueid", uniqueid), ("Linkedid", uniqueid),
+        ("Interface", f"PJSIP/{endpoint}"), ("MemberName", endpoint), *leg.items(),
+        ("Timestamp", timestamp(arrived)),
+    ))
+    controller.ami.emit(event(
+        "AgentConnect", ("Queue", "operators"), ("Uniqueid", uniqueid), ("Linkedid", uniqueid),
+        ("Interface", f"PJSIP/{endpoint}"), ("MemberName", endpoint),
+        *leg.items(), ("RingTime", "1"), ("HoldTime", "3"), ("Timestamp", timestamp(answered)),
+    ))
+
+
+# Operator states -------------------------------------------------------------------------
+
+
+def test_operator_state_rules():
+    def member(queue_status: str = "not_in_use", **fields: Any) -> Member:
+        return Member(interface="PJSIP/op1", name="op1", status=queue_status, **fields)
+
+    assert operator_state({}) == OperatorState("logged_off")
+    assert operator_state({"operators": member()}).state == "available"
+    assert operator_state({"operators": member("ringing")}).state == "ringing"
+    assert operator_state({"operators": member("in_use")}).state == "on_call"
+    assert operator_state({"operators": member(in_call=True)}).state == "on_call"
+    assert operator_state({"operators": member("unavailable")}).state == "unreachable"
+    assert operator_state({"operators": member("invalid")}).state == "unreachable"
+    assert operator_state({"operators": member()}, unreachable=True).state == "unreachable"
+    wrapup = member(paused=True, paused_reason="wrapup")
+    assert operator_state({"operators": wrapup}) == OperatorState(
+        "wrapup", "wrapup", "operators")
+    prayer = member(paused=True, paused_reason="prayer")
+    assert operator_state({"operators": prayer}) == OperatorState(
+        "paused", "prayer", "operators")
+    # A pause other than wrap-up outlasts the wrap-up, so it decides.
+    both = {"operators": wrapup, "operators-backup": prayer}
+    assert operator_state(both) == OperatorState("paused", "prayer", "operators-backup")
+    # Paused in one queue only: the other queue still offers calls.
+    assert operator_state({"operators": prayer, "operators-backup": member()}).state == (
+        "available")
+    # The health guard's pause means the phone is unreachable.
+    dead = member(paused=True, paused_reason="unreachable")
+    assert operator_state({"operators": dead}).state == "unreachable"
+    # A call wins over a pause set during it.
+    assert operator_state({"operators": member("in_use", paused=True,
+                                               paused_reason="break")}).state == "on_call"
+
+
+async def test_available_and_logged_off(controller):
+    synced(controller, member_event("QueueMemberAdded", "op1"))
+    snapshot = await Wallboard(controller).snapshot()
+    assert operator_row(snapshot, "op1")["state"] == "available"
+    assert operator_row(snapshot, "op1")["queues"][0]["queue"] == "operators"
+    # op2 is configured but in no queue.
+    assert operator_row(snapshot, "op2")["state"] == "logged_off"
+    assert operator_row(snapshot, "op2")["queues"] == []
+
+    controller.ami.emit(event("QueueMemberRemoved", ("Queue", "operators"),
+                              ("Interface", "PJSIP/op1"), ("MemberName", "op1")))
+    snapshot = await Wallboard(controller).snapshot()
+    assert operator_row(snapshot, "op1")["state"] == "logged_off"
+
+
+async def test_ringing_state(controller):
+    synced(controller, member_event("QueueMemberAdded", "op1"),
+           member_event("QueueMemberStatus", "op1", status="6"))
+    snapshot = await Wallboard(controller).snapshot()
+    assert operator_row(snapshot, "op1")["state"] == "ringing"
+
+
+async def test_on_call_state_counts_from_answer(controller):
+    now = datetime.now(UTC)
+    synced(controller, member_event("QueueMemberAdded", "op1"))
+    answered_call(controller, "op1", arrived=now - timedelta(seconds=50),
+                  answered=now - timedelta(seconds=42))
+    controller.ami.emit(member_event("QueueMemberStatus", "op1", status="2", in_call=True))
+    row = operator_row(await Wallboard(controller).snapshot(), "op1")
+    assert row["state"] == "on_call"
+    assert 42 <= row["seconds"] < 42 + 60
+
+
+async def test_wrapup_state_counts_from_call_end(controller):
+    synced(controller, member_event("QueueMemberAdded", "op1"))
+    controller.ami.emit(event(
+        "AgentComplete", ("Queue", "operators"), ("Interface", "PJSIP/op1"),
+        ("MemberName", "op1"), ("DestUniqueid", "1796409216.11"), ("TalkTime", "30"),
+    ))
+    controller.ami.emit(member_event("QueueMemberPause", "op1", paused=True, reason="wrapup"))
+    controller.clock.advance(12)
+    row = operator_row(await Wallboard(controller).snapshot(), "op1")
+    assert row["state"] == "wrapup"
+    assert row["seconds"] == 12.0
+    assert row["wrapup_remaining"] == 18.0
+
+
+async def test_paused_state_has_reason_and_duration(controller):
+    synced(controller, member_event("QueueMemberAdded", "op1"))
+    controller.ami.emit(member_event("QueueMemberPause", "op1", paused=True, reason="prayer"))
+    controller.clock.advance(90)
+    row = operator_row(await Wallboard(controller).snapshot(), "op1")
+    assert row["state"] == "paused"
+    assert row["pause_reason"] == "prayer"
+    assert row["seconds"] == 90.0
+
+
+async def test_unreachable_by_device_state(controller):
+    synced(controller, member_event("QueueMemberAdded", "op1"),
+           member_event("QueueMemberStatus", "op1", status="5"))
+    row = operator_row(await Wallboard(controller).snapshot(), "op1")
+    assert row["state"] == "unreachable"
+
+
+async def test_unreachable_by_contact_status(controller):
+    synced(controller, member_event("QueueMemberAdded", "op1"))
+    controller.ami.emit(event("ContactStatus", ("EndpointName", "op1"),
+                              ("URI", "sip:op1@127.0.0.1:5070"),
+                              ("ContactStatus", "Unreachable")))
+    row = operator_row(await Wallboard(controller).snapshot(), "op1")
+    assert row["state"] == "unreachable"
+
+
+async def test_state_duration_without_source_counts_from_change(controller):
+    synced(controller, member_event("QueueMemberAdded", "op1"))
+    board = Wallboard(controller)
+    board.observe_states()
+    before = time.monotonic()
+    controller.ami.emit(member_event("QueueMemberStatus", "op1", status="6"))
+    board.observe_states()
+    row = operator_row(await board.snapshot(), "op1")
+    assert row["state"] == "ringing"
+    assert 0 <= row["seconds"] <= time.monotonic() - before + 0.1
+
+
+# Waiting callers ------------------------------------------------------------------------
+
+
+async def test_caller_wait_counts_from_arrival(controller):
+    now = datetime.now(UTC)
+    synced(controller)
+    controller.ami.emit(event(
+        "Newchannel", ("Channel", "PJSIP/carrier-00000001"), ("Context", "sigap-trunk-inbound"),
+        ("Exten", "112"), ("CallerIDNum", "081234"), ("Uniqueid", "1796409216.1"),
+        ("Linkedid", "1796409216.1"), ("Timestamp", timestamp(now - timedelta(seconds=30))),
+    ))
+    for uniqueid, number, name in (("1796409216.1", "081234", "<b>Warga</b>"),
+                                   ("1796409216.5", "089999", "")):
+        controller.ami.emit(event(
+            "QueueCallerJoin", ("Queue", "operators"), ("Uniqueid", uniqueid),
+            ("Linkedid", uniqueid), ("Channel", f"PJSIP/carrier-{uniqueid}"),
+            ("CallerIDNum", number), ("CallerIDName", name), ("Position", "1"),
+        ))
+    queue = queue_of(await Wallboard(controller).snapshot())
+    assert queue["waiting"] == 2
+    first, second = queue["callers"]
+    # The tracked call counts from its arrival, 30 s ago, and sorts first.
+    assert first["uniqueid"] == "1796409216.1"
+    assert first["caller_name"] == "<b>Warga</b>"
+    assert 30 <= first["wait_seconds"] < 90
+    assert first["queue_seconds"] < 30
+    # A call the tracker does not know counts from its queue join.
+    assert second["uniqueid"] == "1796409216.5"
+    assert second["wait_seconds"] == second["queue_seconds"]
+    assert queue["longest_wait"] == first["wait_seconds"]
+
+    controller.ami.emit(event("QueueCallerAbandon", ("Queue", "operators"),
+                              ("Uniqueid", "1796409216.1")))
+    queue = queue_of(await Wallboard(controller).snapshot())
+    assert [caller["uniqueid"] for caller in queue["callers"]] == ["1796409216.5"]
+
+
+async def test_primary_queue_listed_first(controller):
+    synced(controller, member_event("QueueMemberAdded", "op1", queue="aaa-other"),
+           member_event("QueueMemberAdded", "op1"))
+    snapshot = await Wallboard(controller).snapshot()
+    assert [queue["name"] for queue in snapshot["queues"]] == ["operators", "aaa-other"]
+    assert queue_of(snapshot)["available"] == 1
+    assert queue_of(snapshot)["members"] == 1
+
+
+# Shift figures -----------------------------------------------------------------------
+
+
+def stored_call(arrived: datetime, wait: float | None, outcome: str) -> SimpleNamespace:
+    answered = arrived + timedelta(seconds=wait) if wait is not None else None
+    return SimpleNamespace(arrived_at=arrived, answered_at=answered, wait_seconds=wait,
+                           outcome=outcome)
+
+
+def sample_report() -> dict[str, Any]:
+    calls = [
+        stored_call(T0, 5, CallOutcome.ANSWERED),
+        stored_call(T0, 12, CallOutcome.ANSWERED),
+        stored_call(T0, 18, CallOutcome.ANSWERED),
+        stored_call(T0, 25, CallOutcome.OVERFLOWED),
+        stored_call(T0, None, CallOutcome.ABANDONED_IN_QUEUE),
+        stored_call(T0, None, CallOutcome.ABANDONED_BEFORE_QUEUE),
+    ]
+    return {"shift": SHIFT, "queue": queue_figures(calls)}
+
+
+def test_figures_from_shift_report():
+    figures = figures_from_report(sample_report())
+    assert figures["offered"]["value"] == 6
+    assert figures["answered"]["value"] == 4
+    assert figures["abandoned"]["value"] == 2
+    assert figures["within_10"] == {"value": 1, "percent": 16.7}
+    assert figures["within_15"] == {"value": 2, "percent": 33.3}
+    assert figures["within_20"] == {"value": 3, "percent": 50.0}
+
+
+async def test_snapshot_has_shift_figures_and_caches_them():
+    reporter = FakeReporter(sample_report())
+    controller = FakeController(reporter)
+    board = Wallboard(controller, figures_cache_seconds=3600)
+    first = await board.snapshot()
+    second = await board.snapshot()
+    assert reporter.calls == 1
+    assert first["figures"] == second["figures"]
+    assert first["figures"]["offered"]["value"] == 6
+    assert first["shift"]["name"] == "pagi"
+    assert first["shift"]["crew"] == "A"
+    assert first["figures_error"] is None
+
+    board.figures_cache_seconds = 0
+    await board.snapshot()
+    assert reporter.calls == 2
+    await controller.close()
+
+
+async def test_snapshot_without_roster_reports_error():
+    controller = FakeController(FakeReporter(error=RosterUnavailable("no roster is saved")))
+    snapshot = await Wallboard(controller).snapshot()
+    assert snapshot["figures"] is None
+    assert snapshot["shift"] is None
+    assert snapshot["figures_error"]["code"] == "roster_missing"
+    await controller.close()
+
+
+async def test_snapshot_lists_alarms_newest_first(controller):
+    controller.alarms.raise_alarm("long_wait", "operators", "caller waiting")
+    controller.clock.advance(5)
+    controller.alarms.raise_alarm("nobody_available", "operators", "nobody",
+                                  severity="critical")
+    snapshot = await Wallboard(controller).snapshot()
+    assert [alarm["kind"] for alarm in snapshot["alarms"]] == [
+        "nobody_available", "long_wait"]
+    assert all(alarm["id"] is not None for alarm in snapshot["alarms"])
+
+
+# Publishing --------------------------------------------------------------------------
+
+
+async def test_burst_of_events_publishes_one_snapshot(controller):
+    subscription = controller.feed.subscribe(supervisor_view())
+    synced(controller)
+    board = Wallboard(controller, debounce_seconds=0.05, tick_seconds=3600)
+    controller.wallboard = board
+    attach(controller)
+    controller.ami.emit(member_event("QueueMemberAdded", "op1"))
+    controller.ami.emit(member_event("QueueMemberStatus", "op1", status="6"))
+    controller.ami.emit(member_event("QueueMemberStatus", "op1", status="2", in_call=True))
+
+    published = await next_event(subscription)
+    assert published.kind == FEED_KIND
+    assert operator_row(published.data, "op1")["state"] == "on_call"
+    # The burst left nothing pending, so no second snapshot follows it.
+    assert not board.changed.is_set()
+    assert subscription.queue.empty()
+    assert board.published == 1
+
+
+async def test_irrelevant_event_publishes_nothing(controller):
+    controller.feed.subscribe(supervisor_view())
+    board = Wallboard(controller)
+    board.on_event(event("Newstate", ("Channel", "PJSIP/op1-00000001")))
+    assert not board.changed.is_set()
+    board.on_event(member_event("QueueMemberPause", "op1", paused=True, reason="break"))
+    assert board.changed.is_set()
+
+
+async def test_alarm_change_requests_snapshot(controller):
+    board = Wallboard(controller)
+    controller.wallboard = board
+    attach(controller)
+    controller.alarms.raise_alarm("long_wait", "operators", "caller waiting")
+    assert board.changed.is_set()
+
+
+async def test_tick_publishes_without_events(controller):
+    subscription = controller.feed.subscribe(supervisor_view())
+    synced(controller)
+    controller.wallboard = Wallboard(controller, tick_seconds=0.01)
+    attach(controller)
+    first = await next_event(subscription)
+    second = await next_event(subscription)
+    assert first.kind == second.kind == FEED_KIND
+    assert second.data["generated_at"] >= first.data["generated_at"]
+
+
+async def test_no_subscribers_no_snapshot(controller):
+    board = Wallboard(controller)
+    await board.publish()
+    assert board.published == 0
+
+
+async def test_operator_feed_users_get_no_snapshot(controller):
+    operator = supervisor_view("op", role=Role.OPERATOR)
+    subscription = controller.feed.subscribe(operator)
+    synced(controller)
+    board = Wallboard(controller)
+    await board.publish()
+    assert board.published == 1
+    assert subscription.queue.empty()
+
+
+# Resync after an AMI reconnect -----------------------------------------------------
+
+
+def queue_status(paused: bool):
+    """Return a QueueStatus reply with op1 in queue operators, paused or not."""
+
+    def reply(action: Any) -> bytes:
+        action_id = action.action_id or ""
+        return b"".join([
+            success(action, "Queue status will follow", ("EventList", "start")),
+            ami_bytes(("Event", "QueueParams"), ("Queue", "operators"),
+                      ("ActionID", action_id)),
+            ami_bytes(("Event", "QueueMember"), ("Queue", "operators"), ("Name", "op1"),
+                      ("Location", "PJSIP/op1"), ("StateInterface", "PJSIP/op1"),
+                      ("Status", "1"), ("Paused", "1" if paused else "0"),
+                      ("PausedReason", "break" if paused else ""),
+                      ("ActionID", action_id)),
+            ami_bytes(("Event", "QueueStatusComplete"), ("ActionID", action_id),
+                      ("EventList", "Complete"), ("ListItems", "2")),
+        ])
+
+    return reply
+
+
+async def test_snapshot_after_each_ami_login_and_gap():
+    from sigap_pbx.ami.client import AmiClient
+
+    async with FakeAmiServer() as fake:
+        fake.replies["QueueStatus"] = queue_status(paused=False)
+        controller = FakeController()
+        client = AmiClient("127.0.0.1", fake.port, "sigap", "fake-ami-secret-0123",
+                           action_timeout=2, reconnect_max=0.5)
+        controller.ami = client  # type: ignore[assignment]
+
+        async def resync() -> None:
+            # The controller's own session listener, added before the wallboard's.
+            status = await client.action("QueueStatus")
+            controller.live.reset_from_status(status.events)
+            controller.pauses.reset_from_status(status.events)
+
+        client.add_event_listener(controller.live.on_event)
+        client.add_connect_listener(resync)
+        client.add_disconnect_listener(controller.live.mark_unsynced)
+        subscription = controller.feed.subscribe(supervisor_view())
+        controller.wallboard = Wallboard(controller, tick_seconds=3600)
+        attach(controller)
+        client.start()
+        try:
+            first = await next_event(subscription)
+            assert first.data["synced"] is True
+            assert operator_row(first.data, "op1")["state"] == "available"
+
+            # Asterisk restarts: the page hears "not synced" at once, then the
+            # state read again from QueueStatus.
+            fake.replies["QueueStatus"] = queue_status(paused=True)
+            fake.drop()
+            gap = await next_event(subscription)
+            assert gap.data["synced"] is False
+            again = await next_event(subscription)
+            assert again.data["synced"] is True
+            assert operator_row(again.data, "op1")["state"] == "paused"
+            assert operator_row(again.data, "op1")["pause_reason"] == "break"
+            await wait_until(lambda: client.sessions == 2)
+        finally:
+            await client.stop()
+            await controller.close()
+
+
+async def test_session_listener_never_raises(controller):
+    board = Wallboard(controller)
+
+    def broken() -> None:
+        raise RuntimeError("state unreadable")
+
+    board.observe_states = broken  # type: ignore[method-assign]
+    # A raising session listener would end the AMI session, so this one only logs.
+    await board.on_session()
+    assert board.changed.is_set()
