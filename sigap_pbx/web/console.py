@@ -1,0 +1,441 @@
+"""The operator console's live parts: call cards and callbacks of abandoned calls.
+
+`CallCards` follows the queue's AMI events for each operator phone and publishes
+a ``call.card`` event on the controller's feed when a call rings at the phone,
+connects, or ends there. The page then reads the caller's earlier calls and
+diversion flags over the JSON API.
+
+`CallbackDialer` calls an abandoned caller back: an AMI Originate rings the
+operator's own phone, and when the operator answers, the sigap-callback context
+(dialplans/sigap-callback.conf) dials the caller's number through the carrier
+trunk. The attempt's outcome comes from the OriginateResponse, the dialplan's
+SigapCallback user event and the Hangup of the operator's channel.
+
+NOTE: attempts live in memory while they run. An attempt still going on when
+the controller stops keeps the outcome ``calling`` in the table.
+
+Caller ID text is untrusted: it is stripped of control characters and cut to
+CALLER_TEXT_LIMIT characters before it is published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from sigap_pbx.ami.client import AmiError
+from sigap_pbx.store.callbacks import CallbackOutcome, CallbackStore
+from sigap_pbx.web.access import CALL_STAFF
+from sigap_pbx.wire.ami import Event
+from sigap_pbx.wire.dialstring import validate_endpoint
+
+if TYPE_CHECKING:
+    from sigap_pbx.web.feed import Feed
+
+log = structlog.get_logger(__name__)
+
+CALLER_TEXT_LIMIT = 64
+CARD_KIND = "call.card"
+CALLBACK_KIND = "callback.updated"
+CALLBACK_CONTEXT = "sigap-callback"
+# Milliseconds the operator's phone rings for a callback before the attempt fails.
+OPERATOR_RING_MS = 30_000
+# A callback dials only this: an optional '+' and 3 to 20 digits. It is stricter
+# than sigap_pbx.wire.dialstring.validate_number, because a caller number never
+# needs '*' or '#', and a service code must not be dialled from the callback list.
+CALLBACK_NUMBER = re.compile(r"\+?[0-9]{3,20}")
+# OriginateResponse events that arrive before `CallbackDialer.start` knows the
+# action's id are kept this long (in number of events).
+UNCLAIMED_LIMIT = 100
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_INTERFACE = re.compile(r"PJSIP/(?P<endpoint>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})")
+
+# DIALSTATUS of the Dial() to the caller, and the outcome each one records.
+DIAL_OUTCOMES = {
+    "ANSWER": CallbackOutcome.ANSWERED,
+    "NOANSWER": CallbackOutcome.NO_ANSWER,
+    "BUSY": CallbackOutcome.BUSY,
+    "CANCEL": CallbackOutcome.CANCELLED,
+}
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def caller_text(value: str | None) -> str:
+    """Return caller-supplied text without control characters, at most
+    CALLER_TEXT_LIMIT characters long."""
+    if not value or value == "<unknown>":
+        return ""
+    return _CONTROL.sub("", value)[:CALLER_TEXT_LIMIT]
+
+
+def endpoint_of_interface(interface: str | None) -> str | None:
+    """Return the endpoint of a queue member interface (`PJSIP/op1` -> `op1`)."""
+    match = _INTERFACE.fullmatch(interface or "")
+    return match.group("endpoint") if match else None
+
+
+class CallbackRejected(Exception):
+    """A callback that cannot start, with a stable code and HTTP status for the API."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.status = status
+
+
+def validate_callback_number(value: Any) -> str:
+    """Return `value` if a callback may dial it; raise CallbackRejected otherwise."""
+    if not isinstance(value, str) or not CALLBACK_NUMBER.fullmatch(value):
+        shown = repr(value)[:40]
+        raise CallbackRejected(
+            "invalid_number",
+            f"caller number {shown} cannot be called back: a callback dials only an "
+            "optional '+' and 3 to 20 digits; call this caller from a desk phone",
+        )
+    return value
+
+
+# Call cards -------------------------------------------------------------------------
+
+
+@dataclass
+class Card:
+    """The call ringing at or connected to one operator phone."""
+
+    endpoint: str
+    uniqueid: str
+    caller_number: str
+    caller_name: str
+    queue: str
+    state: str
+    since: datetime
+    # The uniqueid of the member's channel that the queue rang.
+    member_uniqueid: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "endpoint": self.endpoint,
+            "uniqueid": self.uniqueid,
+            "caller_number": self.caller_number,
+            "caller_name": self.caller_name,
+            "queue": self.queue,
+            "state": self.state,
+            "since": self.since.isoformat(),
+        }
+
+
+class CallCards:
+    """The card of each operator phone, kept from AgentCalled, AgentConnect,
+    AgentRingNoAnswer, AgentComplete and Hangup events."""
+
+    def __init__(self, feed: Feed, *, clock: Clock = utc_now) -> None:
+        self.feed = feed
+        self.clock = clock
+        self.cards: dict[str, Card] = {}
+
+    def card_for(self, endpoint: str) -> Card | None:
+        return self.cards.get(endpoint)
+
+    def on_event(self, event: Event) -> None:
+        name = event.name
+        if name == "AgentCalled":
+            self._ringing(event)
+        elif name == "AgentConnect":
+            card = self._member_card(event)
+            if card is not None:
+                card.state = "connected"
+                card.since = self.clock()
+                self._publish(card)
+        elif name in ("AgentRingNoAnswer", "AgentComplete"):
+            card = self._member_card(event)
+            if card is not None:
+                self._end(card)
+        elif name == "Hangup":
+            uniqueid = event.get("Uniqueid") or ""
+            for card in list(self.cards.values()):
+                if uniqueid in (card.uniqueid, card.member_uniqueid):
+                    self._end(card)
+
+    def _ringing(self, event: Event) -> None:
+        endpoint = endpoint_of_interface(event.get("Interface"))
+        uniqueid = event.get("Uniqueid") or ""
+        if endpoint is None or not uniqueid:
+            return
+        card = Card(
+            endpoint=endpoint,
+            uniqueid=uniqueid,
+            caller_number=caller_text(event.get("CallerIDNum")),
+            caller_name=caller_text(event.get("CallerIDName")),
+            queue=caller_text(event.get("Queue")),
+            state="ringing",
+            since=self.clock(),
+            member_uniqueid=event.get("DestUniqueid") or "",
+        )
+        self.cards[endpoint] = card
+        self._publish(card)
+
+    def _member_card(self, event: Event) -> Card | None:
+        endpoint = endpoint_of_interface(event.get("Interface"))
+        card = self.cards.get(endpoint or "")
+        if card is None or card.uniqueid != event.get("Uniqueid"):
+            return None
+        return card
+
+    def _end(self, card: Card) -> None:
+        if self.cards.get(card.endpoint) is card:
+            del self.cards[card.endpoint]
+        card.state = "ended"
+        card.since = self.clock()
+        self._publish(card)
+
+    def _publish(self, card: Card) -> None:
+        self.feed.publish(CARD_KIND, card.to_dict(), roles=CALL_STAFF, endpoint=card.endpoint)
+
+
+# Callbacks --------------------------------------------------------------------------
+
+
+@dataclass
+class Attempt:
+    id: int
+    call_id: int
+    uniqueid: str
+    endpoint: str
+    action_id: str = ""
+    outcome: str = CallbackOutcome.CALLING.value
+    # Set by the OriginateResponse with Response: Success, sent when the operator's
+    # phone answered.
+    operator_answered: bool = False
+
+
+class CallbackDialer:
+    """Start callbacks and record their outcomes from AMI events.
+
+    Store writes go through one ordered queue, so the AMI reader never waits for
+    the database, and an attempt's outcome is written after its row exists.
+    """
+
+    def __init__(
+        self,
+        ami: Any,
+        store: CallbackStore,
+        feed: Feed,
+        *,
+        trunk: str,
+        presented_number: str,
+        clock: Clock = utc_now,
+        action_timeout: float = 5.0,
+    ) -> None:
+        self.ami = ami
+        self.store = store
+        self.feed = feed
+        self.trunk = validate_endpoint(trunk, field="trunk")
+        self.presented_number = validate_callback_number(presented_number)
+        self.clock = clock
+        self.action_timeout = action_timeout
+        self.attempts: dict[str, Attempt] = {}
+        self._by_action: dict[str, Attempt] = {}
+        self._unclaimed: dict[str, Event] = {}
+        self._writes: asyncio.Queue[Callable[[], Awaitable[None]]] = asyncio.Queue()
+
+    async def start(
+        self, *, call_id: int, number: str, username: str, endpoint: str
+    ) -> dict[str, Any]:
+        """Record an attempt and ring the operator's phone; return the attempt.
+
+        Raises CallbackRejected for an invalid number or endpoint, and when
+        Asterisk rejects the Originate or cannot be reached (the attempt is then
+        recorded as failed).
+        """
+        number = validate_callback_number(number)
+        try:
+            endpoint = validate_endpoint(endpoint)
+        except ValueError as exc:
+            raise CallbackRejected("invalid_endpoint", str(exc)) from None
+        if not self.ami.connected:
+            raise CallbackRejected(
+                "asterisk_unavailable",
+                "no AMI session with Asterisk is logged in; retry in a few seconds",
+                503,
+            )
+        started_at = self.clock()
+        # The Originate's ChannelId: the operator channel's uniqueid, known before
+        # any event about it arrives.
+        uniqueid = f"sigap-callback-{secrets.token_hex(8)}"
+        attempt_id = await self.store.insert_attempt(
+            call_id=call_id, caller_number=number, username=username,
+            endpoint=endpoint, started_at=started_at, uniqueid=uniqueid,
+        )
+        attempt = Attempt(attempt_id, call_id, uniqueid, endpoint)
+        self.attempts[uniqueid] = attempt
+        variables = {
+            "SIGAP_CALLBACK_ATTEMPT": str(attempt_id),
+            "SIGAP_CALLBACK_NUMBER": number,
+            "SIGAP_CALLBACK_TRUNK": self.trunk,
+            "SIGAP_CALLBACK_PRESENTED": self.presented_number,
+        }
+        fields = {
+            "Channel": f"PJSIP/{endpoint}",
+            "Context": CALLBACK_CONTEXT,
+            "Exten": "s",
+            "Priority": "1",
+            "Timeout": str(OPERATOR_RING_MS),
+            "CallerID": f'"Panggilan balik" <{number}>',
+            "ChannelId": uniqueid,
+            "Async": "true",
+            "Variable": ",".join(f"{key}={value}" for key, value in variables.items()),
+        }
+        try:
+            completion = await self.ami.action("Originate", fields, timeout=self.action_timeout)
+        except AmiError as exc:
+            self._finish(attempt, CallbackOutcome.FAILED)
+            log.warning("callback_originate_failed", attempt=attempt_id, error=str(exc))
+            raise CallbackRejected(
+                "asterisk_rejected",
+                f"Asterisk did not start the callback: {exc}; check that the phone of "
+                f"endpoint {endpoint} is registered, then retry",
+                502,
+            ) from None
+        attempt.action_id = completion.action_id
+        self._by_action[completion.action_id] = attempt
+        early = self._unclaimed.pop(completion.action_id, None)
+        if early is not None:
+            self._on_originate_response(early)
+        log.info("callback_started", attempt=attempt_id, call_id=call_id, endpoint=endpoint,
+                 user=username)
+        self._announce(attempt)
+        return {"attempt_id": attempt_id, "call_id": call_id, "endpoint": endpoint,
+                "uniqueid": uniqueid, "outcome": attempt.outcome,
+                "started_at": started_at.isoformat()}
+
+    # Events --------------------------------------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        name = event.name
+        if name == "OriginateResponse":
+            self._on_originate_response(event)
+        elif name == "UserEvent" and event.get("UserEvent") == "SigapCallback":
+            self._on_result(event)
+        elif name == "Hangup":
+            attempt = self.attempts.get(event.get("Uniqueid") or "")
+            if attempt is not None:
+                # Without a result from the dialplan: the operator's phone never
+                # answered (Asterisk sends this Hangup before the failed
+                # OriginateResponse), or the operator hung up before the Dial().
+                self._finish(
+                    attempt,
+                    CallbackOutcome.CANCELLED
+                    if attempt.operator_answered
+                    else CallbackOutcome.OPERATOR_NO_ANSWER,
+                )
+
+    def _on_originate_response(self, event: Event) -> None:
+        attempt = self.attempts.get(event.get("Uniqueid") or "")
+        if attempt is None:
+            attempt = self._by_action.get(event.get("ActionID") or "")
+        if attempt is None:
+            action_id = event.get("ActionID") or ""
+            if action_id:
+                self._unclaimed[action_id] = event
+                while len(self._unclaimed) > UNCLAIMED_LIMIT:
+                    self._unclaimed.pop(next(iter(self._unclaimed)))
+            return
+        if (event.get("Response") or "") == "Success":
+            attempt.operator_answered = True
+            channel = caller_text(event.get("Channel"))
+            if channel:
+                self._write_nowait(
+                    lambda: self._update(attempt.id, channel=channel)
+                )
+        else:
+            self._finish(attempt, CallbackOutcome.OPERATOR_NO_ANSWER)
+
+    def _on_result(self, event: Event) -> None:
+        raw = event.get("Attempt") or ""
+        attempt = next(
+            (a for a in self.attempts.values() if str(a.id) == raw), None
+        )
+        if attempt is None:
+            return
+        status = (event.get("DialStatus") or "").upper()
+        attempt.outcome = DIAL_OUTCOMES.get(status, CallbackOutcome.FAILED).value
+        outcome = attempt.outcome
+        self._write_nowait(lambda: self._update(attempt.id, outcome=outcome))
+
+    def _finish(self, attempt: Attempt, default: CallbackOutcome) -> None:
+        """End an attempt: keep the outcome the dialplan reported, else `default`."""
+        if attempt.outcome == CallbackOutcome.CALLING.value:
+            attempt.outcome = default.value
+        self.attempts.pop(attempt.uniqueid, None)
+        self._by_action.pop(attempt.action_id, None)
+        outcome = attempt.outcome
+        ended_at = self.clock()
+        self._write_nowait(lambda: self._update(attempt.id, outcome=outcome, ended_at=ended_at))
+        log.info("callback_ended", attempt=attempt.id, call_id=attempt.call_id,
+                 outcome=outcome)
+
+    async def _update(self, attempt_id: int, **fields: Any) -> None:
+        view = await self.store.update_attempt(attempt_id, **fields)
+        self.feed.publish(CALLBACK_KIND, view.to_dict(), roles=CALL_STAFF)
+
+    def _announce(self, attempt: Attempt) -> None:
+        self.feed.publish(
+            CALLBACK_KIND,
+            {"id": attempt.id, "call_id": attempt.call_id, "endpoint": attempt.endpoint,
+             "outcome": attempt.outcome},
+            roles=CALL_STAFF,
+        )
+
+    # Ordered writes ----------------------------------------------------------------
+
+    def _write_nowait(self, write: Callable[[], Awaitable[None]]) -> None:
+        self._writes.put_nowait(write)
+
+    async def run_writer(self) -> None:
+        """Apply the queued store writes in order; a failed write is logged and
+        skipped."""
+        while True:
+            write = await self._writes.get()
+            try:
+                await write()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("callback_write_failed")
+            finally:
+                self._writes.task_done()
+
+    async def flush(self, timeout: float = 5.0) -> None:
+        await asyncio.wait_for(self._writes.join(), timeout)
+
+
+def attach(controller: Any) -> None:
+    """Create the call cards and the callback dialer and follow the controller's AMI."""
+    cards = CallCards(controller.feed, clock=controller.clock)
+    config = controller.config
+    dialer = CallbackDialer(
+        controller.ami,
+        CallbackStore(controller.db),
+        controller.feed,
+        trunk=config.sip.trunks[0].name,
+        presented_number=config.sip.emergency_numbers[0],
+        clock=controller.clock,
+        action_timeout=config.ami.action_timeout,
+    )
+    controller.call_cards = cards
+    controller.callback_dialer = dialer
+    controller.ami.add_event_listener(cards.on_event)
+    controller.ami.add_event_listener(dialer.on_event)
+    controller._spawn(dialer.run_writer(), "callback-writer")

@@ -1,0 +1,218 @@
+"""Callbacks of abandoned calls: the Originate sent and the outcome recorded from
+the events of a fake AMI server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from sigap_pbx.ami.client import AmiClient
+from sigap_pbx.store import CallStore, Database
+from sigap_pbx.store.callbacks import CallbackStore
+from sigap_pbx.web.console import CallbackDialer, CallbackRejected
+from sigap_pbx.web.feed import Feed
+from sigap_pbx.wire.ami import Message
+from tests.unit.fake_ami import (
+    SECRET,
+    USERNAME,
+    FakeAmiServer,
+    ami_bytes,
+    error,
+    success,
+)
+
+T0 = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
+
+
+@dataclass
+class Rig:
+    fake: FakeAmiServer
+    dialer: CallbackDialer
+    store: CallbackStore
+    call_id: int
+
+    async def outcome(self, attempt_id: int, expected: str) -> None:
+        async def current() -> str:
+            (attempt,) = [a for a in await self.store.list_attempts(self.call_id)
+                          if a.id == attempt_id]
+            return attempt.outcome
+
+        async with asyncio.timeout(5):
+            while await current() != expected:
+                await asyncio.sleep(0.01)
+
+    def send(self, *headers: tuple[str, str]) -> None:
+        self.fake.send(ami_bytes(*headers))
+
+
+@pytest.fixture
+async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
+    db = await Database.open(f"sqlite+aiosqlite:///{tmp_path / 'calls.db'}")
+    call_id = await CallStore(db).upsert_call(
+        "1733390000.5", caller_number="+6281234567890", caller_number_raw="081234567890",
+        outcome="abandoned_in_queue", arrived_at=T0,
+    )
+    async with FakeAmiServer() as fake:
+        fake.replies["Originate"] = lambda action: success(
+            action, "Originate successfully queued"
+        )
+        client = AmiClient("127.0.0.1", fake.port, USERNAME, SECRET, reconnect_max=0.05)
+        store = CallbackStore(db)
+        dialer = CallbackDialer(client, store, Feed(), trunk="carrier",
+                                presented_number="112", clock=lambda: T0)
+        client.add_event_listener(dialer.on_event)
+        writer = asyncio.create_task(dialer.run_writer())
+        client.start()
+        await client.wait_connected(5)
+        yield Rig(fake, dialer, store, call_id)
+        await dialer.flush()
+        writer.cancel()
+        await asyncio.gather(writer, return_exceptions=True)
+        await client.stop()
+        await fake.connections[-1].closed.wait()
+    await db.close()
+
+
+async def start(rig: Rig, number: str = "081234567890") -> dict:
+    return await rig.dialer.start(call_id=rig.call_id, number=number, username="ani",
+                                  endpoint="op1")
+
+
+async def test_originate_rings_operator_then_dials(rig: Rig) -> None:
+    result = await start(rig)
+
+    action = (await rig.fake.wait_for_action("Originate")).message
+    assert action.get("Channel") == "PJSIP/op1"
+    assert action.get("Context") == "sigap-callback"
+    assert action.get("Exten") == "s"
+    assert action.get("Async") == "true"
+    assert action.get("ChannelId") == result["uniqueid"]
+    variables = dict(item.split("=", 1) for item in action.get("Variable").split(","))
+    assert variables == {
+        "SIGAP_CALLBACK_ATTEMPT": str(result["attempt_id"]),
+        "SIGAP_CALLBACK_NUMBER": "081234567890",
+        "SIGAP_CALLBACK_TRUNK": "carrier",
+        "SIGAP_CALLBACK_PRESENTED": "112",
+    }
+    (attempt,) = await rig.store.list_attempts(rig.call_id)
+    assert attempt.outcome == "calling"
+    assert attempt.username == "ani"
+    assert attempt.endpoint == "op1"
+    assert attempt.uniqueid == result["uniqueid"]
+
+
+async def test_caller_answered_is_recorded(rig: Rig) -> None:
+    result = await start(rig)
+    action = await rig.fake.wait_for_action("Originate")
+
+    rig.send(("Event", "OriginateResponse"), ("ActionID", action.message.action_id or ""),
+             ("Response", "Success"), ("Channel", "PJSIP/op1-0000000a"),
+             ("Uniqueid", result["uniqueid"]))
+    rig.send(("Event", "UserEvent"), ("UserEvent", "SigapCallback"),
+             ("Attempt", str(result["attempt_id"])), ("DialStatus", "ANSWER"))
+    rig.send(("Event", "Hangup"), ("Channel", "PJSIP/op1-0000000a"),
+             ("Uniqueid", result["uniqueid"]), ("Cause", "16"))
+
+    await rig.outcome(result["attempt_id"], "answered")
+    await rig.dialer.flush()
+    (attempt,) = await rig.store.list_attempts(rig.call_id)
+    assert attempt.channel == "PJSIP/op1-0000000a"
+    assert attempt.ended_at == T0
+    assert rig.dialer.attempts == {}
+    assert await rig.store.pending_callbacks() == []
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [("NOANSWER", "no_answer"), ("BUSY", "busy"), ("CHANUNAVAIL", "failed"),
+     ("CONGESTION", "failed"), ("CANCEL", "cancelled")],
+)
+async def test_dial_status_sets_outcome(rig: Rig, status: str, outcome: str) -> None:
+    result = await start(rig)
+
+    rig.send(("Event", "UserEvent"), ("UserEvent", "SigapCallback"),
+             ("Attempt", str(result["attempt_id"])), ("DialStatus", status))
+    rig.send(("Event", "Hangup"), ("Uniqueid", result["uniqueid"]), ("Cause", "16"))
+
+    await rig.outcome(result["attempt_id"], outcome)
+    pending = await rig.store.pending_callbacks()
+    assert [item.call_id for item in pending] == [rig.call_id]
+
+
+async def test_operator_phone_not_answering(rig: Rig) -> None:
+    # Asterisk hangs the operator's channel up before it sends the failed
+    # OriginateResponse, and both may arrive with the action's reply.
+    def reply(action: Message) -> bytes:
+        return success(action, "Originate successfully queued") + ami_bytes(
+            ("Event", "Hangup"), ("Uniqueid", action.get("ChannelId") or ""),
+            ("Cause", "19"),
+        ) + ami_bytes(
+            ("Event", "OriginateResponse"), ("ActionID", action.action_id or ""),
+            ("Response", "Failure"), ("Reason", "3"), ("Uniqueid", "<null>"),
+        )
+
+    rig.fake.replies["Originate"] = reply
+    result = await start(rig)
+
+    await rig.outcome(result["attempt_id"], "operator_no_answer")
+    assert rig.dialer.attempts == {}
+
+
+async def test_failed_originate_response_alone(rig: Rig) -> None:
+    def reply(action: Message) -> bytes:
+        return success(action, "Originate successfully queued") + ami_bytes(
+            ("Event", "OriginateResponse"), ("ActionID", action.action_id or ""),
+            ("Response", "Failure"), ("Reason", "0"),
+        )
+
+    rig.fake.replies["Originate"] = reply
+    result = await start(rig)
+
+    await rig.outcome(result["attempt_id"], "operator_no_answer")
+
+
+async def test_rejected_originate_records_failure(rig: Rig) -> None:
+    rig.fake.replies["Originate"] = lambda action: error(action, "Extension does not exist.")
+
+    with pytest.raises(CallbackRejected) as raised:
+        await start(rig)
+
+    assert raised.value.code == "asterisk_rejected"
+    (attempt,) = await rig.store.list_attempts(rig.call_id)
+    await rig.outcome(attempt.id, "failed")
+
+
+@pytest.mark.parametrize(
+    "number", ["", "12", "0812 3456", "0812&PJSIP/op2", "*21#", "+", "0" * 21, "0812\r\n"]
+)
+async def test_invalid_number_sends_nothing(rig: Rig, number: str) -> None:
+    with pytest.raises(CallbackRejected) as raised:
+        await start(rig, number)
+
+    assert raised.value.code == "invalid_number"
+    assert rig.fake.actions("Originate") == []
+    assert await rig.store.list_attempts(rig.call_id) == []
+
+
+async def test_events_of_other_channels_change_nothing(rig: Rig) -> None:
+    result = await start(rig)
+
+    rig.send(("Event", "Hangup"), ("Uniqueid", "1733390000.77"), ("Cause", "16"))
+    rig.send(("Event", "UserEvent"), ("UserEvent", "SigapCallback"),
+             ("Attempt", "999"), ("DialStatus", "ANSWER"))
+    rig.send(("Event", "UserEvent"), ("UserEvent", "SigapCallback"),
+             ("Attempt", str(result["attempt_id"])), ("DialStatus", "BUSY"))
+
+    await rig.outcome(result["attempt_id"], "busy")
+    assert result["uniqueid"] in rig.dialer.attempts
+
+
+def test_invalid_trunk_rejected() -> None:
+    with pytest.raises(ValueError):
+        CallbackDialer(object(), object(), Feed(), trunk="carrier&x",  # type: ignore[arg-type]
+                       presented_number="112")
