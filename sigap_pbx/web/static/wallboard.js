@@ -1,0 +1,213 @@
+// Supervisor wallboard: redraws queues, operators, shift figures and alarms from
+// each "wallboard" snapshot, and sends the supervisor's actions to the API.
+// The server renders the first view with the same elements (wallboard.html), so
+// keep the data attributes here and there in step. Caller numbers and names are
+// untrusted and only ever set as text through Sigap.el.
+"use strict";
+
+(() => {
+  const el = Sigap.el;
+  const text = Sigap.messages("wallboard-messages");
+  const context = Sigap.messages("wallboard-context");
+  const FIGURES = ["offered", "answered", "abandoned", "within_10", "within_15", "within_20"];
+  const SPY_MODES = { "spy-listen": "listen", "spy-whisper": "whisper", "spy-barge": "barge" };
+  let latest = Sigap.messages("wallboard-data");
+  // Snapshots can arrive out of order around a reconnect (event vs. reload).
+  let latestAt = latest.generated_at || "";
+
+  const duration = (seconds) => (seconds === null || seconds === undefined ? "—" : Sigap.duration(seconds));
+  const clock = (iso) => (iso ? iso.slice(11, 16) : "");
+
+  function pauseLabel(snapshot, reason) {
+    if (context.lang === "id" && snapshot.pause_reasons[reason]) return snapshot.pause_reasons[reason];
+    return reason;
+  }
+
+  function showMessage(message, failed) {
+    const node = document.getElementById("wallboard-message");
+    node.hidden = false;
+    node.textContent = message;
+    node.classList.toggle("error", Boolean(failed));
+  }
+
+  // Parts of the page ------------------------------------------------------------
+
+  function renderShift(snapshot) {
+    const node = document.querySelector('[data-field="shift"]');
+    const shift = snapshot.shift;
+    if (!shift) {
+      node.replaceChildren(el("span", { class: "muted" }, text.no_shift));
+      return;
+    }
+    node.replaceChildren(
+      el("b", {}, shift.name),
+      shift.crew ? ` · ${text.crew} ${shift.crew} ` : " ",
+      el("span", { class: "muted" }, `${clock(shift.start_local)}–${clock(shift.end_local)}`),
+    );
+  }
+
+  function renderFigures(snapshot) {
+    for (const name of FIGURES) {
+      const node = document.querySelector(`[data-figure="${name}"]`);
+      const figure = snapshot.figures ? snapshot.figures[name] : null;
+      node.dataset.value = figure ? String(figure.value) : "";
+      const children = [figure ? String(figure.value) : "—"];
+      if (name.startsWith("within_")) {
+        const percent = figure && figure.percent !== null ? `${figure.percent.toFixed(1)}%` : "";
+        children.push(" ", el("span", { class: "percent" }, percent));
+      }
+      node.replaceChildren(...children);
+    }
+    const error = document.getElementById("figures-error");
+    error.hidden = !snapshot.figures_error;
+    error.textContent = snapshot.figures_error ? snapshot.figures_error.message : "";
+  }
+
+  function queueSection(queue) {
+    const rows = queue.callers.map((caller) =>
+      el("tr", { "data-caller": caller.uniqueid },
+        el("td", { class: "caller-number" }, caller.caller_number),
+        el("td", { class: "caller-name" }, caller.caller_name),
+        el("td", { "data-field": "wait", "data-value": caller.wait_seconds }, duration(caller.wait_seconds))));
+    if (!rows.length) rows.push(el("tr", { class: "empty" }, el("td", { class: "muted" }, text.no_callers)));
+    const figure = (field, value, label, shown) =>
+      el("div", {}, el("div", { class: "figure", "data-field": field, "data-value": value }, shown), label);
+    return el("section", { class: "card wb-queue", "data-queue": queue.name },
+      el("h2", {}, `${text.queue} ${queue.name}`,
+        queue.primary ? [" ", el("span", { class: "muted" }, `(${text.primary})`)] : null),
+      el("div", { class: "figures" },
+        figure("waiting", queue.waiting, text.waiting, String(queue.waiting)),
+        figure("longest_wait", queue.longest_wait, text.longest_wait, duration(queue.longest_wait)),
+        el("div", {}, el("div", { class: "figure", "data-field": "available" },
+          `${queue.available}/${queue.members}`), text.available_members)),
+      el("table", { class: "callers" }, el("tbody", {}, rows)));
+  }
+
+  function renderQueues(snapshot) {
+    const sections = snapshot.queues.map(queueSection);
+    if (!sections.length) sections.push(el("p", { class: "card muted" }, text.no_queues));
+    document.getElementById("queues").replaceChildren(...sections);
+  }
+
+  function operatorRow(snapshot, operator) {
+    const button = (cls, label) =>
+      el("button", { type: "button", class: cls, "data-endpoint": operator.endpoint }, label);
+    return el("tr", { "data-operator": operator.endpoint, "data-state": operator.state },
+      el("td", {}, el("b", {}, operator.name), " ", el("span", { class: "muted" }, operator.endpoint)),
+      el("td", {}, el("span", { class: `badge state-${operator.state}`, "data-field": "state" },
+        text[`state.${operator.state}`] || operator.state)),
+      el("td", { "data-field": "duration" }, duration(operator.seconds)),
+      el("td", { "data-field": "pause_reason" },
+        operator.state === "paused" ? pauseLabel(snapshot, operator.pause_reason) : ""),
+      el("td", { "data-field": "queues", class: "muted" }, operator.queues.map((q) => q.queue).join(", ")),
+      el("td", { class: "actions" },
+        button("spy-listen", text.listen), " ",
+        button("spy-whisper", text.whisper), " ",
+        button("spy-barge", text.barge), " ",
+        button("op-pause", text.pause), " ",
+        button("op-unpause", text.unpause), " ",
+        button("op-logout", text.logout)));
+  }
+
+  function renderOperators(snapshot) {
+    document.getElementById("operators").replaceChildren(
+      ...snapshot.operators.map((operator) => operatorRow(snapshot, operator)));
+  }
+
+  function alarmItem(alarm) {
+    const classes = ["alarm", `severity-${alarm.severity}`];
+    if (!alarm.acknowledged_at) classes.push("unacknowledged");
+    let tail = null;
+    if (alarm.acknowledged_at) {
+      tail = el("span", { class: "muted" }, `${text.acked_by} ${alarm.acknowledged_by}`);
+    } else if (alarm.id !== null) {
+      tail = el("button", { type: "button", class: "ack-alarm", "data-alarm-id": alarm.id }, text.ack);
+    }
+    return el("li", { class: classes.join(" "), "data-alarm-id": alarm.id },
+      el("span", { class: "alarm-time" }, clock(alarm.raised_at)), " ",
+      el("span", { class: "alarm-message" }, alarm.message), " ", tail);
+  }
+
+  function renderAlarms(snapshot) {
+    const items = snapshot.alarms.map(alarmItem);
+    if (!items.length) items.push(el("li", { class: "muted empty" }, text.no_alarms));
+    document.getElementById("alarms").replaceChildren(...items);
+  }
+
+  function render(snapshot) {
+    if (!snapshot || (snapshot.generated_at || "") < latestAt) return;
+    latest = snapshot;
+    latestAt = snapshot.generated_at || "";
+    document.getElementById("sync-banner").hidden = Boolean(snapshot.synced);
+    renderShift(snapshot);
+    renderFigures(snapshot);
+    renderQueues(snapshot);
+    renderOperators(snapshot);
+    renderAlarms(snapshot);
+  }
+
+  async function reload() {
+    try {
+      render(await Sigap.api("GET", "/api/wallboard"));
+    } catch (error) {
+      showMessage(`${text.failed}: ${error.message}`, true);
+    }
+  }
+
+  // Actions --------------------------------------------------------------------------
+
+  async function act(call) {
+    try {
+      const result = await call();
+      showMessage(result || text.done, false);
+    } catch (error) {
+      showMessage(`${text.failed}: ${error.message}`, true);
+    }
+    reload();
+  }
+
+  function onClick(event) {
+    const button = event.target.closest("button");
+    if (!button) return;
+    const endpoint = button.dataset.endpoint;
+    const path = endpoint ? `/api/operators/${encodeURIComponent(endpoint)}` : "";
+    for (const [cls, mode] of Object.entries(SPY_MODES)) {
+      if (button.classList.contains(cls)) {
+        act(async () => {
+          const result = await Sigap.api("POST", "/api/wallboard/spy", { endpoint, mode });
+          return text.spy_started.replace("{phone}", result.supervisor_endpoint);
+        });
+        return;
+      }
+    }
+    if (button.classList.contains("op-pause")) {
+      const reason = document.getElementById("pause-reason").value;
+      act(() => Sigap.api("POST", `${path}/pause`, { reason }).then(() => null));
+    } else if (button.classList.contains("op-unpause")) {
+      act(() => Sigap.api("POST", `${path}/unpause`).then(() => null));
+    } else if (button.classList.contains("op-logout")) {
+      if (!window.confirm(text.confirm_logout.replace("{endpoint}", endpoint))) return;
+      act(() => Sigap.api("POST", `${path}/logout`).then(() => null));
+    } else if (button.classList.contains("ack-alarm")) {
+      const id = encodeURIComponent(button.dataset.alarmId);
+      act(() => Sigap.api("POST", `/api/alarms/${id}/ack`).then(() => null));
+    } else if (button.id === "tv-toggle") {
+      toggleWall();
+    }
+  }
+
+  function toggleWall() {
+    const wall = document.body.classList.toggle("wall");
+    const button = document.getElementById("tv-toggle");
+    button.textContent = wall ? button.dataset.off : button.dataset.on;
+    const url = new URL(window.location.href);
+    if (wall) url.searchParams.set("tv", "1");
+    else url.searchParams.delete("tv");
+    window.history.replaceState(null, "", url);
+  }
+
+  document.addEventListener("click", onClick);
+  if (!context.own_endpoint) showMessage(text.no_phone, false);
+  // A (re)connected stream may have missed snapshots, so the page reloads one.
+  Sigap.events({ wallboard: render }, reload);
+})();

@@ -1,0 +1,228 @@
+"""Wallboard routes: roles, the rendered page, and the checks before any spy action."""
+
+from __future__ import annotations
+
+import pytest
+
+from sigap_pbx.web.wallboard_routes import SPY_CONTEXT
+from tests.unit.wallboard_fakes import FakeController, event, member_event
+from tests.web_auth import signed_in_client
+
+SPY = "/api/wallboard/spy"
+
+
+@pytest.fixture
+async def controller():
+    controller = FakeController()
+    controller.live.reset_from_status([])
+    controller.ami.emit(member_event("QueueMemberAdded", "op1"))
+    controller.ami.emit(member_event("QueueMemberAdded", "op2"))
+    controller.ami.emit(member_event("QueueMemberStatus", "op1", status="2", in_call=True))
+    controller.ami.emit(event(
+        "QueueCallerJoin", ("Queue", "operators"), ("Uniqueid", "1796409216.7"),
+        ("Channel", "PJSIP/carrier-00000007"), ("CallerIDNum", "0812<i>77"),
+        ("CallerIDName", '<script>alert("x")</script>'), ("Position", "1"),
+    ))
+    controller.alarms.raise_alarm("long_wait", "operators", "Caller <b>waiting</b>")
+    yield controller
+    await controller.close()
+
+
+async def client_for(controller, role, **kwargs):
+    return await signed_in_client(controller, role, **kwargs)
+
+
+# Roles -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ["supervisor", "admin"])
+async def test_snapshot_for_supervisors(controller, role):
+    client = await client_for(controller, role)
+    try:
+        response = await client.get("/api/wallboard")
+        assert response.status == 200
+        body = await response.json()
+    finally:
+        await client.close()
+    rows = {row["endpoint"]: row for row in body["operators"]}
+    assert rows["op1"]["state"] == "on_call"
+    assert rows["op2"]["state"] == "available"
+    assert body["queues"][0]["waiting"] == 1
+    assert body["synced"] is True
+
+
+@pytest.mark.parametrize("role", ["operator", "agency"])
+@pytest.mark.parametrize("path", ["/api/wallboard", "/wallboard"])
+async def test_wallboard_refused_to_other_roles(controller, role, path):
+    extra = {"agency": "fire"} if role == "agency" else {"endpoint": "op1"}
+    client = await client_for(controller, role, **extra)
+    try:
+        response = await client.get(path, allow_redirects=False)
+        assert response.status == 403
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("role", ["operator", "agency"])
+async def test_spy_refused_to_other_roles(controller, role):
+    extra = {"agency": "fire"} if role == "agency" else {"endpoint": "op2"}
+    client = await client_for(controller, role, **extra)
+    try:
+        response = await client.post(SPY, json={"endpoint": "op1", "mode": "listen"})
+        assert response.status == 403
+    finally:
+        await client.close()
+    assert controller.ami.actions == []
+
+
+# The page ------------------------------------------------------------------------------
+
+
+async def test_page_renders_dom_contract(controller):
+    client = await client_for(controller, "supervisor", endpoint="spv1")
+    try:
+        response = await client.get("/wallboard")
+        assert response.status == 200
+        html = await response.text()
+    finally:
+        await client.close()
+    assert 'data-queue="operators"' in html
+    assert 'data-field="waiting" data-value="1"' in html
+    assert 'data-field="longest_wait"' in html
+    assert 'data-caller="1796409216.7"' in html
+    assert 'data-operator="op1" data-state="on_call"' in html
+    assert 'data-operator="op2" data-state="available"' in html
+    for figure in ("offered", "answered", "abandoned", "within_10", "within_15", "within_20"):
+        assert f'data-figure="{figure}"' in html
+    assert 'data-field="shift"' in html
+    assert 'id="alarms"' in html
+    assert 'class="ack-alarm" data-alarm-id="1"' in html
+    for button in ("spy-listen", "spy-whisper", "spy-barge", "op-pause", "op-unpause",
+                   "op-logout"):
+        assert f'class="{button}" data-endpoint="op1"' in html
+    assert "Papan pantau" in html
+    assert "wallboard.js" in html
+
+
+async def test_page_escapes_caller_text(controller):
+    client = await client_for(controller, "supervisor")
+    try:
+        html = await (await client.get("/wallboard")).text()
+    finally:
+        await client.close()
+    assert '<script>alert("x")' not in html
+    assert "0812<i>77" not in html
+    assert "&lt;script&gt;alert(" in html
+    assert "0812&lt;i&gt;77" in html
+    assert "Caller <b>waiting</b>" not in html
+
+
+async def test_page_wall_mode_and_english(controller):
+    client = await client_for(controller, "admin")
+    try:
+        client.session.cookie_jar.update_cookies({"sigap_lang": "en"})
+        html = await (await client.get("/wallboard?tv=1")).text()
+    finally:
+        await client.close()
+    assert 'class="wallboard-page wall"' in html
+    assert "Wallboard" in html
+    assert "On a call" in html
+
+
+async def test_page_shows_not_synced(controller):
+    controller.live.mark_unsynced()
+    client = await client_for(controller, "supervisor")
+    try:
+        html = await (await client.get("/wallboard")).text()
+        body = await (await client.get("/api/wallboard")).json()
+    finally:
+        await client.close()
+    assert '<div id="sync-banner" class="alert-banner" role="alert">' in html
+    assert body["synced"] is False
+
+
+# Spying ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["listen", "whisper", "barge"])
+async def test_spy_originates_on_own_phone(controller, mode):
+    client = await client_for(controller, "supervisor", endpoint="spv1")
+    try:
+        response = await client.post(SPY, json={"endpoint": "op1", "mode": mode})
+        assert response.status == 202, await response.text()
+        body = await response.json()
+    finally:
+        await client.close()
+    assert body == {"endpoint": "op1", "mode": mode, "supervisor_endpoint": "spv1",
+                    "status": "ringing"}
+    assert controller.ami.names() == ["Originate"]
+    fields = controller.ami.actions[0][1]
+    assert fields["Channel"] == "PJSIP/spv1"
+    assert fields["Context"] == SPY_CONTEXT
+    assert fields["Exten"] == "s"
+    assert fields["Async"] == "true"
+    assert fields["Variable"] == f"SIGAP_SPY_TARGET=op1,SIGAP_SPY_MODE={mode}"
+
+
+async def test_spy_needs_csrf(controller):
+    client = await signed_in_client(controller, "supervisor", endpoint="spv1", csrf=False)
+    try:
+        response = await client.post(SPY, json={"endpoint": "op1", "mode": "listen"})
+        assert response.status == 403
+        assert (await response.json())["error"]["code"] == "csrf_rejected"
+    finally:
+        await client.close()
+    assert controller.ami.actions == []
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "words"),
+    [
+        ({"endpoint": "op1", "mode": "eavesdrop"}, 400, "invalid_mode", "'eavesdrop'"),
+        ({"endpoint": "op1"}, 400, "invalid_mode", "listen, whisper, barge"),
+        ({"endpoint": "op1&PJSIP/spv1", "mode": "listen"}, 400, "invalid_endpoint", "'&'"),
+        ({"endpoint": "op1,qB", "mode": "listen"}, 400, "invalid_endpoint", "','"),
+        ({"endpoint": 5, "mode": "listen"}, 400, "invalid_endpoint", "expected a str"),
+        ({"mode": "listen"}, 400, "invalid_endpoint", "None"),
+        ({"endpoint": "op9", "mode": "listen"}, 404, "operator_not_found", "'op9'"),
+        ({"endpoint": "spv1", "mode": "listen"}, 400, "spy_on_self", "'spv1'"),
+        ({"endpoint": "op1", "mode": "listen", "actor": "x"}, 400, "invalid_body", "actor"),
+        (["op1"], 400, "invalid_body", "JSON object"),
+    ],
+)
+async def test_spy_rejects_bad_request(controller, body, status, code, words):
+    client = await client_for(controller, "supervisor", endpoint="spv1")
+    try:
+        response = await client.post(SPY, json=body)
+        assert response.status == status
+        error = (await response.json())["error"]
+    finally:
+        await client.close()
+    assert error["code"] == code
+    assert words in error["message"]
+    assert controller.ami.actions == []
+
+
+async def test_spy_needs_own_phone(controller):
+    client = await client_for(controller, "supervisor", username="spv-nophone")
+    try:
+        response = await client.post(SPY, json={"endpoint": "op1", "mode": "listen"})
+        assert response.status == 409
+        error = (await response.json())["error"]
+    finally:
+        await client.close()
+    assert error["code"] == "no_own_endpoint"
+    assert "'spv-nophone' has no phone endpoint" in error["message"]
+    assert controller.ami.actions == []
+
+
+async def test_spy_without_ami_session(controller):
+    controller.ami.connected = False
+    client = await client_for(controller, "admin", endpoint="spv1")
+    try:
+        response = await client.post(SPY, json={"endpoint": "op1", "mode": "barge"})
+        assert response.status == 503
+        assert (await response.json())["error"]["code"] == "asterisk_unavailable"
+    finally:
+        await client.close()
+    assert controller.ami.actions == []
