@@ -82,6 +82,12 @@ class TrunkConfig(_Section):
     # Source addresses (or networks) the carrier sends from. Calls from anywhere else
     # are not identified as this trunk.
     match: list[str] = Field(default_factory=lambda: ["127.0.0.2"], min_length=1)
+    # Where calls out through this trunk go (callbacks, agency lines that are
+    # numbers): "host:port" of the carrier's SIP side, such as "192.0.2.10:5060".
+    # Left empty, the trunk takes no outgoing calls and such calls fail.
+    outbound: Annotated[
+        str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9.-]{0,252}:[0-9]{1,5}$")
+    ] | None = None
 
     @field_validator("match")
     @classmethod

@@ -79,13 +79,22 @@ bind = {op_host}:{op_port}
             f"""
 [{trunk.name}](trunk-template)
 transport = transport-trunk
-
+{f"aors = {trunk.name}{chr(10)}" if trunk.outbound else ""}
 [{trunk.name}-identify]
 type = identify
 endpoint = {trunk.name}
 match = {matches}
 """
         )
+        if trunk.outbound:
+            # Outgoing calls (PJSIP/<number>@<trunk>) go to this static contact.
+            parts.append(
+                f"""
+[{trunk.name}]
+type = aor
+contact = sip:{trunk.outbound}
+"""
+            )
     phones = [*sip.operators, sip.supervisor, sip.oncall]
     for op in phones:
         parts.append(_phone(op, secrets[f"sip.{op.endpoint}"], sip.qualify_seconds))
