@@ -627,4 +627,6 @@ async def serve(config: Config, stop: asyncio.Event) -> None:
 
 # Modules that feed the web pages. Each has attach(controller), which adds its AMI
 # listeners and starts its tasks with controller._spawn (cancelled on stop).
-WEB_COMPONENTS: tuple[str, ...] = ()
+WEB_COMPONENTS: tuple[str, ...] = (
+    "sigap_pbx.web.wallboard",
+)

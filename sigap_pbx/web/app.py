@@ -263,4 +263,5 @@ ROUTE_MODULES = (
     "sigap_pbx.web.agency_routes",
     "sigap_pbx.web.report_routes",
     "sigap_pbx.web.forward_routes",
+    "sigap_pbx.web.wallboard_routes",
 )
