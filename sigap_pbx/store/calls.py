@@ -350,6 +350,17 @@ class CallView:
     legs: tuple[LegView, ...]
     events: tuple[EventView, ...] | None
 
+    @property
+    def answering_endpoint(self) -> str | None:
+        """The PJSIP endpoint that answered the call, as the operator filter matches it.
+
+        It is taken from the queue member's interface, then from the phone an
+        overflow stage reached, then from the queue member's name.
+        """
+        if self.operator_interface and self.operator_interface.upper().startswith("PJSIP/"):
+            return self.operator_interface.split("/", 1)[1]
+        return self.answered_by or self.operator
+
     def to_dict(self) -> dict[str, Any]:
         """Return JSON-ready values, with datetimes in ISO 8601 with offset."""
         result = _fields_to_dict(self, skip=["legs", "events"])

@@ -13,14 +13,18 @@ import importlib
 import ipaddress
 import itertools
 import re
+from collections.abc import Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
 
+from sigap_pbx.agencies.reports import CALL_TYPES, CATEGORIES
 from sigap_pbx.store import CallOutcome
 from sigap_pbx.web.access import CALL_STAFF, PUBLIC, authorize, route
+from sigap_pbx.wire.dialstring import validate_endpoint
+from sigap_pbx.wire.errors import DialStringError
 
 if TYPE_CHECKING:
     from sigap_pbx.service import Controller
@@ -88,22 +92,49 @@ def _time_param(request: web.Request, name: str) -> datetime | None:
     return value
 
 
-def _filters(request: web.Request) -> dict[str, Any]:
-    outcome = request.query.get("outcome")
-    allowed = [o.value for o in CallOutcome]
-    if outcome is not None and outcome not in allowed:
+def _choice_param(
+    request: web.Request, name: str, allowed: Sequence[str], *, empty_is_absent: bool
+) -> str | None:
+    raw = request.query.get(name)
+    if raw == "" and empty_is_absent:
+        return None
+    if raw is not None and raw not in allowed:
         raise ApiError(
-            400, "invalid_parameter", f"outcome={outcome!r} must be one of {', '.join(allowed)}"
+            400, "invalid_parameter", f"{name}={raw!r} must be one of {', '.join(allowed)}"
         )
+    return raw
+
+
+def _endpoint_param(request: web.Request, name: str) -> str | None:
+    raw = request.query.get(name) or None
+    if raw is None:
+        return None
+    try:
+        return validate_endpoint(raw, field=name)
+    except DialStringError as error:
+        raise ApiError(400, "invalid_parameter", str(error)) from None
+
+
+def _filters(request: web.Request) -> dict[str, Any]:
+    """Return the call filters of a /api/calls or /api/calls.csv query.
+
+    Empty `number`, `operator`, `category` and `call_type` values count as absent,
+    so a search form may send its empty fields.
+    """
+    outcomes = [o.value for o in CallOutcome]
     return {
         "since": _time_param(request, "since"),
         "until": _time_param(request, "until"),
-        "outcome": outcome,
+        "outcome": _choice_param(request, "outcome", outcomes, empty_is_absent=False),
         "number": request.query.get("number") or None,
+        "operator": _endpoint_param(request, "operator"),
+        "category": _choice_param(request, "category", CATEGORIES, empty_is_absent=True),
+        "call_type": _choice_param(request, "call_type", CALL_TYPES, empty_is_absent=True),
     }
 
 
 async def list_calls(request: web.Request) -> web.Response:
+    """List calls newest first, each with the incident reports linked to it."""
     controller: Controller = request.app[CONTROLLER]  # type: ignore[assignment]
     assert controller.store is not None
     limit = _int_param(request, "limit", 50, 1, MAX_LIMIT)
@@ -111,8 +142,21 @@ async def list_calls(request: web.Request) -> web.Response:
     filters = _filters(request)
     calls = await controller.store.list_calls(limit=limit, offset=offset, **filters)
     total = await controller.store.count_calls(**filters)
+    reports = await controller.store.linked_reports(call.uniqueid for call in calls)
     return web.json_response(
-        {"total": total, "limit": limit, "offset": offset, "calls": [c.to_dict() for c in calls]}
+        {
+            "total": total,
+            "limit": limit,
+            "offset": offset,
+            "calls": [
+                {
+                    **call.to_dict(),
+                    "answering_endpoint": call.answering_endpoint,
+                    "reports": reports.get(call.uniqueid, []),
+                }
+                for call in calls
+            ],
+        }
     )
 
 
@@ -263,5 +307,6 @@ ROUTE_MODULES = (
     "sigap_pbx.web.agency_routes",
     "sigap_pbx.web.report_routes",
     "sigap_pbx.web.forward_routes",
+    "sigap_pbx.web.history_routes",
     "sigap_pbx.web.wallboard_routes",
 )
