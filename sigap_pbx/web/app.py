@@ -309,4 +309,5 @@ ROUTE_MODULES = (
     "sigap_pbx.web.forward_routes",
     "sigap_pbx.web.history_routes",
     "sigap_pbx.web.wallboard_routes",
+    "sigap_pbx.web.console_routes",
 )
