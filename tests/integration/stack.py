@@ -387,3 +387,38 @@ async def api_session(controller: object, role: str = "admin") -> AsyncIterator[
     }
     async with aiohttp.ClientSession(headers=headers) as session:
         yield session
+
+
+def render_with_outbound_trunk(stack: Stack, outbound: str) -> Config:
+    """Render the instance's files with the first trunk sending outgoing calls to
+    `outbound` ("host:port"), restart Asterisk on them, and return that config.
+
+    The next test's clean_stack restarts Asterisk; call `render_default(stack)`
+    afterwards so that it restarts on the usual files.
+    """
+    trunks = [stack.config.sip.trunks[0].model_copy(update={"outbound": outbound})]
+    sip = stack.config.sip.model_copy(update={"trunks": trunks})
+    config = stack.config.model_copy(update={"sip": sip})
+    render_config(config)
+    stack.asterisk("restart")
+    return config
+
+
+def render_default(stack: Stack) -> None:
+    render_config(stack.config)
+
+
+async def start_carrier_uas(stack: Stack, port: int) -> tuple[asyncio.subprocess.Process, Path]:
+    """Start SIPp's built-in UAS as the carrier at CARRIER_IP:`port`, for one call.
+
+    It answers the INVITE and waits for the BYE. Every message it sends and
+    receives is written to the returned file.
+    """
+    messages = stack.work / f"carrier-{port}-messages.log"
+    proc = await asyncio.create_subprocess_exec(
+        "sipp", "-sn", "uas", "-i", CARRIER_IP, "-p", str(port), "-mp", str(next(_media)),
+        "-m", "1", "-nostdin", "-trace_msg", "-message_file", str(messages),
+        cwd=stack.work, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )
+    stack.phones.append(proc)
+    return proc, messages
