@@ -629,5 +629,6 @@ async def serve(config: Config, stop: asyncio.Event) -> None:
 # listeners and starts its tasks with controller._spawn (cancelled on stop).
 WEB_COMPONENTS: tuple[str, ...] = (
     "sigap_pbx.web.wallboard",
+    "sigap_pbx.web.portal_routes",
     "sigap_pbx.web.console",
 )

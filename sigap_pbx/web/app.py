@@ -308,6 +308,7 @@ ROUTE_MODULES = (
     "sigap_pbx.web.report_routes",
     "sigap_pbx.web.forward_routes",
     "sigap_pbx.web.history_routes",
+    "sigap_pbx.web.portal_routes",
     "sigap_pbx.web.wallboard_routes",
     "sigap_pbx.web.console_routes",
 )

@@ -116,8 +116,11 @@ def _note(body: dict[str, Any]) -> str:
     return note
 
 
-def _agency_param(request: web.Request) -> str | None:
-    """Return the `agency` filter of a list, forced to an agency user's own agency."""
+def agency_filter(request: web.Request, listed: str) -> str | None:
+    """Return the `agency` filter of a list, forced to an agency user's own agency.
+
+    `listed` names what the list contains, for the error message.
+    """
     requested = request.query.get("agency") or None
     own = own_agency(user_of(request))
     if own is None:
@@ -127,7 +130,7 @@ def _agency_param(request: web.Request) -> str | None:
             403,
             "forbidden",
             f"agency={requested!r} is not your agency: agency staff see only their "
-            "own agency's dispatches, so leave the agency filter out",
+            f"own agency's {listed}, so leave the agency filter out",
         )
     return own
 
@@ -159,7 +162,7 @@ async def list_dispatches(request: web.Request) -> web.Response:
     """
     service = _dispatches(request)
     limit = _int_param(request, "limit", 100, 1, MAX_LIMIT)
-    agency = _agency_param(request)
+    agency = agency_filter(request, "dispatches")
     include_final = _flag_param(request, "all")
     views = await service.list_for_agency(agency, include_final=include_final, limit=limit)
     return web.json_response({"dispatches": [view.to_dict() for view in views]})

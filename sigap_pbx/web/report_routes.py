@@ -32,7 +32,7 @@ from sigap_pbx.store.reports import (
 )
 from sigap_pbx.web.access import AGENCY_STAFF, CALL_STAFF, route, user_of
 from sigap_pbx.web.app import CONTROLLER, MAX_LIMIT, ApiError, _int_param, _time_param
-from sigap_pbx.web.dispatch_routes import own_agency
+from sigap_pbx.web.dispatch_routes import agency_filter, own_agency
 from sigap_pbx.web.roster_routes import _actor, _object_body
 
 if TYPE_CHECKING:
@@ -123,13 +123,12 @@ def _filters(request: web.Request) -> dict[str, Any]:
 
 @_translating
 async def list_reports(request: web.Request) -> web.Response:
+    """List reports newest first; `agency=CODE` keeps those sent to one agency."""
     service = _reports(request)
     limit = _int_param(request, "limit", 50, 1, MAX_LIMIT)
     offset = _int_param(request, "offset", 0, 0, 10_000_000)
     filters = _filters(request)
-    own = own_agency(user_of(request))
-    if own is not None:
-        filters["agency_code"] = own
+    filters["agency_code"] = agency_filter(request, "reports")
     reports = await service.list_reports(limit=limit, offset=offset, **filters)
     total = await service.count_reports(**filters)
     return web.json_response(

@@ -191,6 +191,17 @@ async def test_agency_lists_only_reports_sent_to_it(site: Site) -> None:
     assert every["total"] == 3
 
 
+async def test_report_list_agency_filter(site: Site) -> None:
+    damkar = await site.client("agency", agency="damkar")
+    supervisor = await site.client("supervisor")
+
+    other = await damkar.get("/api/reports?agency=polisi")
+    polisi = await (await supervisor.get("/api/reports?agency=polisi")).json()
+
+    assert await error_code(other, 403) == "forbidden"
+    assert {r["id"] for r in polisi["reports"]} == {site.reports[2], site.reports[3]}
+
+
 async def test_agency_reads_other_report_as_missing(site: Site) -> None:
     damkar = await site.client("agency", agency="damkar")
 
