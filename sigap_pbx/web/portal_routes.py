@@ -2,7 +2,7 @@
 
 GET /portal lists an agency's dispatches through GET /api/dispatches and
 GET /api/reports, and acknowledges and updates them through the dispatch API.
-Agency staff see their own agency only; supervisors and admins pick any agency
+Agency staff see their own agency only. Supervisors and admins pick any agency
 or all of them.
 
 `attach` is a web component (see WEB_COMPONENTS in sigap_pbx.service): it
@@ -74,7 +74,7 @@ i18n.register({
     ),
 })
 
-# English labels of the dispatch statuses; the Indonesian ones are in LABELS_ID.
+# English labels of the dispatch statuses. The Indonesian ones are in LABELS_ID.
 STATUS_LABELS_EN = {
     "sent": "Sent",
     "acknowledged": "Acknowledged",

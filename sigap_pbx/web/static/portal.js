@@ -155,8 +155,8 @@
       actions(dispatch));
   }
 
-  // Reports by id: one list request, then one request per report it missed
-  // (the list holds the newest reports only).
+  // Return the reports by id: one list request, then one request per report that
+  // the list missed, because it contains only the newest 500.
   async function reportsFor(dispatches) {
     const query = new URLSearchParams({ limit: "500" });
     if (agency()) query.set("agency", agency());
@@ -192,7 +192,7 @@
     alertNew(fresh);
   }
 
-  // One load at a time; a request made during a load runs once after it.
+  // Run one load at a time. A load requested during another runs once after it.
   async function load() {
     if (loading) {
       loading.again = true;
