@@ -47,7 +47,7 @@ ABANDONED_OUTCOMES = (
 
 
 class CallbackOutcome(enum.StrEnum):
-    """How a callback attempt ended. Every value except ``CALLING`` is final."""
+    """The result of a callback attempt. Every value except ``CALLING`` is final."""
 
     CALLING = "calling"  # Originate sent, the attempt is still going on
     OPERATOR_NO_ANSWER = "operator_no_answer"  # the operator's own phone never answered

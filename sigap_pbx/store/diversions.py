@@ -43,7 +43,7 @@ NUMBER_PATTERN = re.compile(r"\+?[0-9]{3,20}")
 
 
 class DiversionAction(enum.StrEnum):
-    """What a diversion does to the number's calls once the dialplan routes on it."""
+    """The treatment of a diverted number's calls, once the dialplan routes on it."""
 
     WARNING = "warning"  # the caller hears a warning before the queue
     LOW_PRIORITY = "low_priority"  # the caller waits behind every other caller

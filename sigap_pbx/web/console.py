@@ -51,8 +51,8 @@ OPERATOR_RING_MS = 30_000
 # than sigap_pbx.wire.dialstring.validate_number, because a caller number never
 # needs '*' or '#', and a service code must not be dialled from the callback list.
 CALLBACK_NUMBER = re.compile(r"\+?[0-9]{3,20}")
-# OriginateResponse events that arrive before `CallbackDialer.start` knows the
-# action's id are kept this long (in number of events).
+# Maximum number of OriginateResponse events kept while no attempt claims them,
+# because one may arrive before `CallbackDialer.start` has read its action's id.
 UNCLAIMED_LIMIT = 100
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _INTERFACE = re.compile(r"PJSIP/(?P<endpoint>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})")
@@ -98,10 +98,9 @@ class CallbackRejected(Exception):
 def validate_callback_number(value: Any) -> str:
     """Return `value` if a callback may dial it; raise CallbackRejected otherwise."""
     if not isinstance(value, str) or not CALLBACK_NUMBER.fullmatch(value):
-        shown = repr(value)[:40]
         raise CallbackRejected(
             "invalid_number",
-            f"caller number {shown} cannot be called back: a callback dials only an "
+            f"caller number {repr(value)[:40]} cannot be called back: a callback dials only an "
             "optional '+' and 3 to 20 digits; call this caller from a desk phone",
         )
     return value
@@ -332,7 +331,7 @@ class CallbackDialer:
             attempt = self.attempts.get(event.get("Uniqueid") or "")
             if attempt is not None:
                 # Without a result from the dialplan: the operator's phone never
-                # answered (Asterisk sends this Hangup before the failed
+                # answered (this Hangup may come before the failed
                 # OriginateResponse), or the operator hung up before the Dial().
                 self._finish(
                     attempt,

@@ -368,6 +368,7 @@ async def add_diversion(request: web.Request) -> web.Response:
     if unknown:
         raise ApiError(400, "invalid_body",
                        f"unknown field {unknown[0]!r:.40}, use {', '.join(sorted(DIVERSION_KEYS))}")
+
     number = _diversion_number(request, body.get("number"))
     action = body.get("action", DiversionAction.WARNING.value)
     actions = [a.value for a in DiversionAction]
@@ -380,6 +381,7 @@ async def add_diversion(request: web.Request) -> web.Response:
                        "reason is missing: say why the number is diverted, such as "
                        "'five prank calls on 5 December'")
     until = _until(body.get("until"))
+
     user = user_of(request)
     try:
         flag = await DiversionStore(_db(request)).add(
@@ -452,6 +454,7 @@ async def call_back(request: web.Request) -> web.Response:
     if body:
         raise ApiError(400, "invalid_body",
                        f"unknown field {min(body)!r:.40}: send an empty body")
+
     controller = _controller(request)
     dialer = getattr(controller, "callback_dialer", None)
     store = getattr(controller, "store", None)
@@ -464,6 +467,7 @@ async def call_back(request: web.Request) -> web.Response:
         raise ApiError(409, "not_abandoned",
                        f"call {raw} has outcome {call.outcome.value}; only abandoned calls "
                        "are called back from the console")
+
     attempts = await CallbackStore(_db(request)).list_attempts(call.id)
     if any(a.outcome == CallbackOutcome.ANSWERED for a in attempts):
         raise ApiError(409, "already_called_back",
@@ -471,6 +475,7 @@ async def call_back(request: web.Request) -> web.Response:
     if any(a.call_id == call.id for a in dialer.attempts.values()):
         raise ApiError(409, "callback_in_progress",
                        f"a callback of call {raw} is going on now; wait for its outcome")
+
     number = _dialled_number(call)
     try:
         result = await dialer.start(call_id=call.id, number=number,

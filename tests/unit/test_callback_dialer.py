@@ -145,7 +145,7 @@ async def test_dial_status_sets_outcome(rig: Rig, status: str, outcome: str) -> 
 
 
 async def test_operator_phone_not_answering(rig: Rig) -> None:
-    # Asterisk hangs the operator's channel up before it sends the failed
+    # The Hangup of the operator's channel may come before the failed
     # OriginateResponse, and both may arrive with the action's reply.
     def reply(action: Message) -> bytes:
         return success(action, "Originate successfully queued") + ami_bytes(
