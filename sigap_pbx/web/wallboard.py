@@ -68,6 +68,9 @@ RELEVANT_EVENTS = frozenset({
 
 # app_queue device state of a member whose phone rings with no call on it.
 RINGING_STATUS = "ringing"
+# QueueMemberStatus `Status` values (AST_DEVICE_*) of a phone with no channel:
+# unknown and not in use. A ring that ended unseen ends with one of them.
+IDLE_DEVICE_STATUSES = frozenset({"0", "1"})
 
 
 def utc_now() -> datetime:
@@ -88,13 +91,16 @@ class OperatorState:
 
 
 def operator_state(
-    memberships: dict[str, Member], *, unreachable: bool = False
+    memberships: dict[str, Member], *, unreachable: bool = False, ringing: bool = False
 ) -> OperatorState:
     """Return the state of one operator from its queue members, keyed by queue.
 
     An operator in no queue is logged off. A phone found unreachable (by device
     state, by the endpoint health guard, or by its `unreachable` pause) decides
-    before anything else, then a call, then ringing. An operator is paused only
+    before anything else, then ringing, then a call. `ringing` says that a queue
+    offers the operator a call now (AgentCalled without its answer yet), which
+    device state cannot show: with `device_state_busy_at = 1` in pjsip.conf a
+    ringing phone is `busy` like one in a call. An operator is paused only
     when paused in every one of its queues, because otherwise app_queue still
     offers it calls from the others. A pause other than wrap-up wins over the
     wrap-up, since it lasts beyond the wrap-up window.
@@ -108,6 +114,8 @@ def operator_state(
         for m in members
     ):
         return OperatorState("unreachable")
+    if ringing:
+        return OperatorState("ringing")
     if any(m.in_call or m.status in IN_CALL_STATES for m in members):
         return OperatorState("on_call")
     if any(m.status == RINGING_STATUS for m in members):
@@ -201,6 +209,8 @@ class Wallboard:
         self._urgent = False
         # Per endpoint: the state last seen and since when, in time.monotonic().
         self._since: dict[str, tuple[str, float]] = {}
+        # Interfaces a queue rings now, with the caller's uniqueid.
+        self._ringing: dict[str, str] = {}
         self._figures: tuple[float, dict[str, Any]] | None = None
         self._figures_lock = asyncio.Lock()
 
@@ -209,9 +219,27 @@ class Wallboard:
     def on_event(self, event: Event) -> None:
         if event.name not in RELEVANT_EVENTS:
             return
+        self._track_ringing(event)
         # The live view's listener ran before this one, so the states are current.
         self.observe_states()
         self.changed.set()
+
+    def _track_ringing(self, event: Event) -> None:
+        name = event.name
+        interface = event.get("Interface") or ""
+        caller = event.get("Uniqueid") or ""
+        if name == "AgentCalled":
+            self._ringing[interface] = caller
+        elif name in ("AgentConnect", "QueueCallerLeave", "QueueCallerAbandon"):
+            # Once the caller is answered or gone, no member rings for it any more.
+            self._ringing.pop(interface, None)
+            for ringing, ringing_caller in list(self._ringing.items()):
+                if ringing_caller == caller:
+                    del self._ringing[ringing]
+        elif name in ("AgentRingNoAnswer", "QueueMemberRemoved") or (
+            name == "QueueMemberStatus" and event.get("Status") in IDLE_DEVICE_STATUSES
+        ):
+            self._ringing.pop(interface, None)
 
     def on_alarm(self, change: str, alarm: dict[str, Any]) -> None:
         self.changed.set()
@@ -223,6 +251,8 @@ class Wallboard:
         added first, so it has run by now. Nothing here raises, because a failed
         session listener would end the AMI session.
         """
+        # Offers under way before the gap cannot be followed to their end.
+        self._ringing.clear()
         try:
             self.observe_states()
         except Exception:
@@ -377,7 +407,11 @@ class Wallboard:
         for endpoint in endpoints:
             members = memberships.get(endpoint, {})
             interfaces = {member.interface for member in members.values()}
-            state = operator_state(members, unreachable=self._unreachable(endpoint, interfaces))
+            state = operator_state(
+                members,
+                unreachable=self._unreachable(endpoint, interfaces),
+                ringing=any(interface in self._ringing for interface in interfaces),
+            )
             states[endpoint] = (state, members)
         return states
 

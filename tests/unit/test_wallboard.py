@@ -104,6 +104,8 @@ def test_operator_state_rules():
     assert operator_state({"operators": member("unavailable")}).state == "unreachable"
     assert operator_state({"operators": member("invalid")}).state == "unreachable"
     assert operator_state({"operators": member()}, unreachable=True).state == "unreachable"
+    assert operator_state({"operators": member("busy")}, ringing=True).state == "ringing"
+    assert operator_state({"operators": member("busy")}).state == "on_call"
     wrapup = member(paused=True, paused_reason="wrapup")
     assert operator_state({"operators": wrapup}) == OperatorState(
         "wrapup", "wrapup", "operators")
@@ -139,11 +141,51 @@ async def test_available_and_logged_off(controller):
     assert operator_row(snapshot, "op1")["state"] == "logged_off"
 
 
-async def test_ringing_state(controller):
+async def test_ringing_state_from_device(controller):
     synced(controller, member_event("QueueMemberAdded", "op1"),
            member_event("QueueMemberStatus", "op1", status="6"))
     snapshot = await Wallboard(controller).snapshot()
     assert operator_row(snapshot, "op1")["state"] == "ringing"
+
+
+def agent_event(name: str, endpoint: str, caller: str = "1796409216.20") -> Any:
+    return event(name, ("Queue", "operators"), ("Uniqueid", caller), ("Linkedid", caller),
+                 ("Interface", f"PJSIP/{endpoint}"), ("MemberName", endpoint),
+                 ("DestUniqueid", "1796409216.21"))
+
+
+async def test_ringing_state_from_offer(controller):
+    """With device_state_busy_at = 1 a ringing phone is busy, so the offer decides."""
+    board = Wallboard(controller)
+    controller.ami.add_event_listener(board.on_event)
+    synced(controller, member_event("QueueMemberAdded", "op1"),
+           member_event("QueueMemberAdded", "op2"))
+    for endpoint in ("op1", "op2"):
+        controller.ami.emit(agent_event("AgentCalled", endpoint))
+        controller.ami.emit(member_event("QueueMemberStatus", endpoint, status="3"))
+    snapshot = await board.snapshot()
+    assert operator_row(snapshot, "op1")["state"] == "ringing"
+    assert operator_row(snapshot, "op2")["state"] == "ringing"
+
+    # op1 answers: op1 is on the call, and op2 no longer rings for that caller.
+    controller.ami.emit(agent_event("AgentConnect", "op1"))
+    snapshot = await board.snapshot()
+    assert operator_row(snapshot, "op1")["state"] == "on_call"
+    controller.ami.emit(member_event("QueueMemberStatus", "op2", status="1"))
+    assert operator_row(await board.snapshot(), "op2")["state"] == "available"
+
+
+async def test_ring_without_answer_ends_ringing(controller):
+    board = Wallboard(controller)
+    controller.ami.add_event_listener(board.on_event)
+    synced(controller, member_event("QueueMemberAdded", "op1"))
+    controller.ami.emit(agent_event("AgentCalled", "op1"))
+    controller.ami.emit(member_event("QueueMemberStatus", "op1", status="3"))
+    controller.ami.emit(agent_event("AgentRingNoAnswer", "op1"))
+    # The offer has ended; the device shows busy until its channel hangs up.
+    assert operator_row(await board.snapshot(), "op1")["state"] == "on_call"
+    controller.ami.emit(member_event("QueueMemberStatus", "op1", status="1"))
+    assert operator_row(await board.snapshot(), "op1")["state"] == "available"
 
 
 async def test_on_call_state_counts_from_answer(controller):
