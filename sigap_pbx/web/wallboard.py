@@ -97,8 +97,8 @@ def operator_state(
 
     An operator in no queue is logged off. A phone found unreachable (by device
     state, by the endpoint health guard, or by its `unreachable` pause) decides
-    before anything else, then ringing, then a call. `ringing` says that a queue
-    offers the operator a call now (AgentCalled without its answer yet), which
+    before anything else, then ringing, then a call. `ringing` is True while a
+    queue offers the operator a call (AgentCalled without its answer yet), which
     device state cannot show: with `device_state_busy_at = 1` in pjsip.conf a
     ringing phone is `busy` like one in a call. An operator is paused only
     when paused in every one of its queues, because otherwise app_queue still
@@ -183,7 +183,7 @@ def _percent(part: int, whole: int) -> float | None:
 
 
 class Wallboard:
-    """Builds wallboard snapshots from a controller and publishes them on its feed.
+    """The snapshot builder and publisher of one controller's wallboard.
 
     `debounce_seconds` and `tick_seconds` set the publishing pace (tests shorten
     or stretch them). Only `run` publishes, so nothing is sent unless a task runs

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import secrets
 from collections.abc import AsyncIterator
 from typing import Any
@@ -75,6 +76,15 @@ async def test_supervisor_listens_to_answered_call(clean_stack: Stack, config, c
             assert spy["Channel"].startswith(f"PJSIP/{SUPERVISOR_PHONE}-")
             assert spy["Context"] == "sigap-supervisor-spy"
             assert spy["ApplicationData"] == "PJSIP/op1-,qE"
+            # app_chanspy logs the channel it attached to, at verbose level.
+            attached = re.compile(
+                rf"Attaching spy channel {re.escape(spy['Channel'])} to PJSIP/op1-"
+            )
+            log_path = stack.paths.host / "log" / "messages.log"
+            await Stack.wait_for(
+                lambda: attached.search(log_path.read_text(errors="replace")), 10,
+                "app_chanspy attached to op1's channel",
+            )
 
             result = await call
             assert result.ok, result.errors
