@@ -42,8 +42,8 @@ AGENCY_STAFF = frozenset({Role.AGENCY, Role.SUPERVISOR, Role.ADMIN})
 PUBLIC: frozenset[Role] = frozenset()
 
 ROUTE_ROLES = web.AppKey("route_roles", dict)
-USER_KEY = "sigap_user"
-SIGNED_IN_KEY = "sigap_signed_in"
+USER_KEY = web.RequestKey("sigap_user", UserView)
+SIGNED_IN_KEY: web.RequestKey[SignedIn] = web.RequestKey("sigap_signed_in")
 
 
 def route(

@@ -19,6 +19,7 @@ from sigap_pbx.store import Database
 from sigap_pbx.store.roster import AuditStore
 from sigap_pbx.web.agency_routes import add_routes
 from sigap_pbx.web.app import CONTROLLER, errors_as_json
+from tests.web_auth import signed_in_client
 
 EXAMPLE = Path(__file__).parents[2] / "docs" / "examples" / "agencies.yaml"
 # 2026-12-04 23:00 in Asia/Pontianak (UTC+7): night lines are staffed.
@@ -39,11 +40,8 @@ async def database(tmp_path: Path) -> AsyncIterator[Database]:
 
 @pytest.fixture
 async def api(database: Database) -> AsyncIterator[TestClient]:
-    app = web.Application(middlewares=[errors_as_json])
-    app[CONTROLLER] = FakeController(AgencyService(database, Config(), clock=lambda: NIGHT))
-    add_routes(app)
-    client = TestClient(TestServer(app))
-    await client.start_server()
+    controller = FakeController(AgencyService(database, Config(), clock=lambda: NIGHT))
+    client = await signed_in_client(controller, "admin", username="sari", db=database)
     yield client
     await client.close()
 
@@ -69,7 +67,7 @@ async def error_of(response: Any, status: int) -> dict[str, Any]:
 
 async def test_put_then_get(api: TestClient, database: Database) -> None:
     response = await api.put(
-        "/api/agencies/damkar", json=fire_body(), headers={"X-Sigap-Actor": "spv:sari"}
+        "/api/agencies/damkar", json=fire_body(), headers={"X-Sigap-Actor": "sari"}
     )
     assert response.status == 201
 
@@ -82,7 +80,7 @@ async def test_put_then_get(api: TestClient, database: Database) -> None:
     by_dial = await (await api.get("/api/agencies/1")).json()
     assert by_dial["code"] == "damkar"
     entries = await AuditStore(database).list_entries(subject="agency:damkar")
-    assert [(e.actor, e.action) for e in entries] == [("spv:sari", "agency.create")]
+    assert [(e.actor, e.action) for e in entries] == [("sari", "agency.create")]
 
 
 @pytest.mark.parametrize(

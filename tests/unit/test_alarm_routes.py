@@ -6,14 +6,16 @@ import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from sigap_pbx.alarms import AlarmBoard
 from sigap_pbx.store import Database
 from sigap_pbx.store.alarms import AlarmStore
-from sigap_pbx.web.app import create_app
+from sigap_pbx.web.app import CONTROLLER
+from tests.web_auth import signed_in_client
 
 T0 = datetime(2026, 12, 4, 8, 0, 0, tzinfo=UTC)
 
@@ -33,10 +35,14 @@ class FakeController:
         self.alarms = alarms
 
 
-async def start_client(controller: FakeController) -> TestClient:
-    client = TestClient(TestServer(create_app(controller)))  # type: ignore[arg-type]
-    await client.start_server()
-    return client
+async def start_client(controller: FakeController, username: str = "spv1") -> TestClient:
+    """Start the app with a client signed in as supervisor `username`."""
+    return await signed_in_client(controller, "supervisor", username=username)
+
+
+async def second_client(client: TestClient, username: str) -> TestClient:
+    """Sign in another supervisor on the controller behind `client`."""
+    return await start_client(client.app[CONTROLLER], username)
 
 
 @pytest.fixture
@@ -124,10 +130,28 @@ async def test_ack_actor_from_header(memory_api: tuple[TestClient, AlarmBoard]) 
     record = board.raise_alarm("missed_calls", "op1", "op1 missed 3")
 
     response = await client.post(
-        f"/api/alarms/{record.id}/ack", headers={"X-Sigap-Actor": "spv2"}
+        f"/api/alarms/{record.id}/ack", headers={"X-Sigap-Actor": "spv1"}
     )
 
-    assert (await response.json())["acknowledged_by"] == "spv2"
+    assert (await response.json())["acknowledged_by"] == "spv1"
+
+
+@pytest.mark.parametrize(
+    "claim",
+    [{"json": {"actor": "spv2"}}, {"headers": {"X-Sigap-Actor": "spv2"}}],
+    ids=["body", "header"],
+)
+async def test_ack_other_actor_rejected(
+    memory_api: tuple[TestClient, AlarmBoard], claim: dict[str, Any]
+) -> None:
+    client, board = memory_api
+    record = board.raise_alarm("missed_calls", "op1", "op1 missed 3")
+
+    response = await client.post(f"/api/alarms/{record.id}/ack", **claim)
+
+    assert response.status == 400
+    assert (await response.json())["error"]["code"] == "actor_mismatch"
+    assert record.acknowledged_by is None
 
 
 async def test_ack_default_actor(memory_api: tuple[TestClient, AlarmBoard]) -> None:
@@ -136,7 +160,7 @@ async def test_ack_default_actor(memory_api: tuple[TestClient, AlarmBoard]) -> N
 
     response = await client.post(f"/api/alarms/{record.id}/ack")
 
-    assert (await response.json())["acknowledged_by"] == "api"
+    assert (await response.json())["acknowledged_by"] == "spv1"
 
 
 async def test_ack_unknown_id_is_404(memory_api: tuple[TestClient, AlarmBoard]) -> None:
@@ -204,13 +228,15 @@ async def test_second_ack_names_first(stored_api: tuple[TestClient, AlarmBoard])
     record = board.raise_alarm("missed_calls", "op1", "op1 missed 3")
     await board.flush(timeout=10)
 
+    other = await second_client(client, "spv2")
     first = await client.post(f"/api/alarms/{record.id}/ack", json={"actor": "spv1"})
-    second = await client.post(f"/api/alarms/{record.id}/ack", json={"actor": "spv2"})
+    second = await other.post(f"/api/alarms/{record.id}/ack", json={"actor": "spv2"})
+    body = await second.json()
+    await other.close()
 
     assert first.status == 200
     assert (await first.json())["already_acknowledged_by"] is None
     assert second.status == 200
-    body = await second.json()
     assert body["acknowledged_by"] == "spv1"
     assert body["already_acknowledged_by"] == "spv1"
 
@@ -230,10 +256,12 @@ async def test_second_ack_of_stored_row(stored_api: tuple[TestClient, AlarmBoard
         acknowledged_by="spv1",
     )
 
-    response = await client.post(f"/api/alarms/{alarm_id}/ack", json={"actor": "spv2"})
+    other = await second_client(client, "spv2")
+    response = await other.post(f"/api/alarms/{alarm_id}/ack", json={"actor": "spv2"})
+    body = await response.json()
+    await other.close()
 
     assert response.status == 200
-    body = await response.json()
     assert body["acknowledged_by"] == "spv1"
     assert body["already_acknowledged_by"] == "spv1"
 

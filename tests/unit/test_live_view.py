@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from structlog.testing import capture_logs
 
 from sigap_pbx.live import LiveView
 from sigap_pbx.store import CallStore, Database
-from sigap_pbx.web.app import create_app
 from sigap_pbx.wire.ami import AmiParser, Event
+from tests.web_auth import signed_in_client
 
 TRANSCRIPTS = Path(__file__).parent / "transcripts"
 
@@ -271,8 +271,7 @@ async def controller(store: CallStore) -> FakeController:
 
 @pytest.fixture
 async def api(controller: FakeController) -> AsyncIterator[TestClient]:
-    client = TestClient(TestServer(create_app(controller)))  # type: ignore[arg-type]
-    await client.start_server()
+    client = await signed_in_client(controller, "supervisor")
     yield client
     await client.close()
 

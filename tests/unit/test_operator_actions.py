@@ -13,9 +13,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from sigap_pbx.ami.client import AmiActionFailed, AmiError
 from sigap_pbx.live import LiveView
 from sigap_pbx.members.actions import OperatorActionError, OperatorActions
-from sigap_pbx.web import operator_routes
-from sigap_pbx.web.app import CONTROLLER, errors_as_json
+from sigap_pbx.web.app import errors_as_json
 from sigap_pbx.wire.ami import AmiParser, Completion, Event, Response
+from tests.web_auth import signed_in_client
 
 
 def completion(message: str, ok: bool = True) -> Completion:
@@ -186,11 +186,9 @@ async def client(parts) -> TestClient:
             SimpleNamespace(endpoint="op2", name="Operator 2"),
         ])),
     )
-    app = web.Application(middlewares=[errors_as_json])
-    app[CONTROLLER] = controller  # type: ignore[assignment]
-    operator_routes.add_routes(app)
-    async with TestClient(TestServer(app)) as test_client:
-        yield test_client
+    test_client = await signed_in_client(controller, "supervisor", username="spv-budi")
+    yield test_client
+    await test_client.close()
 
 
 async def test_api_pause_with_reason(client, parts) -> None:
@@ -217,15 +215,49 @@ async def test_api_unknown_action(client) -> None:
 async def test_api_actor_header(client, parts) -> None:
     _, membership, _, _ = parts
     response = await client.post("/api/operators/op2/login",
-                                 headers={"X-Sigap-Actor": "spv-ani"})
+                                 headers={"X-Sigap-Actor": "spv-budi"})
     assert response.status == 200
-    assert membership.calls == [("op2", "login", "spv-ani", "api")]
+    assert membership.calls == [("op2", "login", "spv-budi", "api")]
 
 
-async def test_api_rejects_control_chars_in_actor(client) -> None:
-    response = await client.post("/api/operators/op2/login", json={"actor": "x\ny"})
+async def test_api_actor_defaults_to_user(client, parts) -> None:
+    _, membership, _, _ = parts
+    response = await client.post("/api/operators/op2/logout")
+    assert response.status == 200
+    assert (await response.json())["actor"] == "spv-budi"
+    assert membership.calls == [("op2", "logout", "spv-budi", "api")]
+
+
+@pytest.mark.parametrize("claim", [
+    {"json": {"actor": "x\ny"}},
+    {"json": {"actor": "spv-ani"}},
+    {"headers": {"X-Sigap-Actor": "spv-ani"}},
+])
+async def test_api_rejects_other_actor(client, parts, claim) -> None:
+    _, membership, _, _ = parts
+    response = await client.post("/api/operators/op2/login", **claim)
     assert response.status == 400
-    assert (await response.json())["error"]["code"] == "invalid_actor"
+    assert (await response.json())["error"]["code"] == "actor_mismatch"
+    assert membership.calls == []
+
+
+async def test_api_operator_only_own_endpoint(parts) -> None:
+    ami, _, audit, actions = parts
+    controller = SimpleNamespace(operator_actions=actions)
+    operator = await signed_in_client(controller, "operator", username="op1", endpoint="op1")
+    try:
+        own = await operator.post("/api/operators/op1/pause", json={"reason": "briefing"})
+        other = await operator.post("/api/operators/op2/pause", json={"reason": "briefing"})
+        other_error = (await other.json())["error"]
+    finally:
+        await operator.close()
+
+    assert own.status == 200
+    assert other.status == 403
+    assert other_error["code"] == "forbidden"
+    assert "'op2'" in other_error["message"]
+    assert [fields["Interface"] for _, fields in ami.actions] == ["PJSIP/op1"]
+    assert [entry[0] for entry in audit.entries] == ["op1"]
 
 
 async def test_api_lists_operators(client) -> None:

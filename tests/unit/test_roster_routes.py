@@ -9,14 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from sigap_pbx.roster.service import RosterService
 from sigap_pbx.store import Database
-from sigap_pbx.web.app import CONTROLLER, errors_as_json
-from sigap_pbx.web.roster_routes import add_routes
 from tests.unit.test_roster_io import sample_config, sample_document
+from tests.web_auth import signed_in_client
 
 # 2026-12-01 08:00 in Asia/Pontianak (UTC+7).
 NOW = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
@@ -35,12 +33,8 @@ async def rosters(tmp_path: Path) -> AsyncIterator[RosterService]:
 
 
 async def start_client(controller: FakeController) -> TestClient:
-    app = web.Application(middlewares=[errors_as_json])
-    app[CONTROLLER] = controller
-    add_routes(app)
-    client = TestClient(TestServer(app))
-    await client.start_server()
-    return client
+    """Start the app with a client signed in as supervisor "sari"."""
+    return await signed_in_client(controller, "supervisor", username="sari")
 
 
 @pytest.fixture
@@ -53,7 +47,7 @@ async def api(rosters: RosterService) -> AsyncIterator[TestClient]:
 @pytest.fixture
 async def saved(api: TestClient) -> dict[str, Any]:
     response = await api.put(
-        "/api/roster", json={"roster": sample_document(), "actor": "spv:sari"}
+        "/api/roster", json={"roster": sample_document(), "actor": "sari"}
     )
     assert response.status == 200
     return await response.json()  # type: ignore[no-any-return]
@@ -84,7 +78,7 @@ async def test_put_then_get(api: TestClient, saved: dict[str, Any]) -> None:
     body = await response.json()
     assert body["roster"]["crews"][0] == {"name": "A", "members": ["op1", "op2"]}
     assert body["version"]["id"] == 1
-    assert body["version"]["saved_by"] == "spv:sari"
+    assert body["version"]["saved_by"] == "sari"
     assert "content" not in body["version"]
 
 
@@ -120,7 +114,6 @@ async def test_put_invalid_lists_problems(api: TestClient) -> None:
         ({"roster": {}, "author": "x"}, "unknown keys ['author']"),
         ({"actor": "x"}, "'roster' is missing"),
         ({"roster": {}, "comment": 5}, "comment 5 must be a string"),
-        ({"roster": {}, "actor": "a\nb"}, "actor 'a\\nb' is invalid"),
         ([1], "must be a JSON object"),
     ],
 )
@@ -129,6 +122,16 @@ async def test_put_bad_request(api: TestClient, body: Any, message: str) -> None
 
     assert error["code"] == "invalid_request"
     assert message in error["message"]
+
+
+async def test_put_other_actor_rejected(api: TestClient) -> None:
+    body = {"roster": sample_document(), "actor": "a\nb"}
+
+    error = await error_of(await api.put("/api/roster", json=body), 400)
+
+    assert error["code"] == "actor_mismatch"
+    assert "actor 'a\\nb' is not the signed-in user 'sari'" in error["message"]
+    assert (await api.get("/api/roster")).status == 404
 
 
 async def test_put_invalid_json(api: TestClient) -> None:
@@ -148,7 +151,7 @@ async def test_versions_listed(api: TestClient, saved: dict[str, Any]) -> None:
     [newest, oldest] = body["versions"]
     assert newest["id"] == 2
     assert newest["comment"] == "no exceptions"
-    assert newest["saved_by"] == "api"
+    assert newest["saved_by"] == "sari"
     assert oldest["id"] == 1
 
     old = await (await api.get("/api/roster/versions/1")).json()
@@ -221,7 +224,7 @@ async def test_operator_put_and_delete(api: TestClient, saved: dict[str, Any]) -
     response = await api.put(
         "/api/roster/operators/oncall1",
         json={"name": "Eko", "role": "backup"},
-        headers={"X-Sigap-Actor": "spv:sari"},
+        headers={"X-Sigap-Actor": "sari"},
     )
     body = await response.json()
     assert body["changes"]["operators_added"] == ["oncall1"]
@@ -231,7 +234,7 @@ async def test_operator_put_and_delete(api: TestClient, saved: dict[str, Any]) -
     body = await response.json()
     assert body["changes"]["operators_removed"] == ["oncall1"]
     audit = await (await api.get("/api/audit", params={"subject": "roster"})).json()
-    assert [e["actor"] for e in audit["entries"]] == ["api", "spv:sari", "spv:sari"]
+    assert [e["actor"] for e in audit["entries"]] == ["sari", "sari", "sari"]
 
 
 async def test_operator_in_crew_conflict(
@@ -359,7 +362,7 @@ async def test_exception_unknown_key_rejected(
     assert len(versions["versions"]) == 1
 
 
-async def test_edit_actor_taken_from_body(
+async def test_edit_actor_must_be_user(
     api: TestClient, saved: dict[str, Any]
 ) -> None:
     leave = {"type": "leave", "endpoint": "op5", "start": "2026-12-24"}
@@ -367,14 +370,17 @@ async def test_edit_actor_taken_from_body(
 
     added = await api.post(
         "/api/roster/exceptions",
-        json={**leave, "actor": "spv:dewi"},
-        headers={"X-Sigap-Actor": "spv:sari"},
+        json={**leave, "actor": "sari"},
+        headers={"X-Sigap-Actor": "sari"},
     )
     removed = await api.delete(
-        "/api/roster/exceptions", json=leave, headers={"X-Sigap-Actor": "spv:sari"}
+        "/api/roster/exceptions", json=leave, headers={"X-Sigap-Actor": "sari"}
     )
-    operator = await api.put(
-        "/api/roster/operators/op8", json={"name": "Dian", "actor": "spv:eko"}
+    other_in_body = await api.put(
+        "/api/roster/operators/op8", json={"name": "Dian", "actor": "eko"}
+    )
+    other_in_header = await api.post(
+        "/api/roster/exceptions", json=leave, headers={"X-Sigap-Actor": "dewi"}
     )
     bad_actor = await api.post(
         "/api/roster/exceptions", json={**leave, "actor": "x\x00"}
@@ -383,15 +389,11 @@ async def test_edit_actor_taken_from_body(
     assert added.status == 201
     assert (await added.json())["changes"]["exceptions_added"] == [leave]
     assert removed.status == 200
-    assert operator.status == 200
-    assert (await error_of(bad_actor, 400))["code"] == "invalid_request"
+    assert (await error_of(other_in_body, 400))["code"] == "actor_mismatch"
+    assert (await error_of(other_in_header, 400))["code"] == "actor_mismatch"
+    assert (await error_of(bad_actor, 400))["code"] == "actor_mismatch"
     audit = await (await api.get("/api/audit", params={"subject": "roster"})).json()
-    assert [e["actor"] for e in audit["entries"]] == [
-        "spv:eko",
-        "spv:sari",
-        "spv:dewi",
-        "spv:sari",
-    ]
+    assert [e["actor"] for e in audit["entries"]] == ["sari", "sari", "sari"]
 
 
 @pytest.mark.parametrize("value", ["9999-12-31", "0001-01-01", "1999-12-31"])

@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from sigap_pbx.roster.model import Roster
 from sigap_pbx.roster.reporter import ShiftReporter
 from sigap_pbx.store import CallStore, Database, MemberStore
 from sigap_pbx.store.shifts import ShiftStore
-from sigap_pbx.web.app import create_app
 from tests.unit.test_shift_reporter import ZONE, FakeClock, make_roster
+from tests.web_auth import signed_in_client
 
 EARLY_START = datetime(2026, 12, 4, 0, 0, tzinfo=UTC)
 
@@ -55,9 +55,7 @@ async def reporter(tmp_path: Path) -> AsyncIterator[tuple[ShiftReporter, list[Ro
 
 
 async def client_for(controller: FakeController) -> TestClient:
-    client = TestClient(TestServer(create_app(controller)))  # type: ignore[arg-type]
-    await client.start_server()
-    return client
+    return await signed_in_client(controller, "supervisor")
 
 
 @pytest.fixture
