@@ -21,6 +21,7 @@ from sigap_pbx.store.accounts import Role
 from tests.browser.conftest import assert_png, screenshot, sign_in
 from tests.integration.stack import Stack, running_controller
 from tests.integration.test_call_path import wait_for_final
+from tests.integration.test_shifts import paused_reasons, roster_starting_now
 
 pytestmark = [pytest.mark.browser, pytest.mark.asterisk, pytest.mark.timeout(300)]
 
@@ -47,7 +48,13 @@ REPORT = {
     "priority": "1",
     "location": "Jalan Gajah Mada 12, Pontianak",
     "description": "Asap tebal dari ruko lantai dua",
+    # One person per line: name, role, age (the console's hint for this field).
+    "people": "Budi Santoso, pelapor, 42\nSiti, penghuni",
 }
+PEOPLE = [
+    {"name": "Budi Santoso", "role": "pelapor", "age": 42},
+    {"name": "Siti", "role": "penghuni"},
+]
 
 # Installed in a page: records, for each probe, every distinct value the page
 # showed, so that a state shorter than Playwright's polling interval is still
@@ -102,8 +109,14 @@ async def live(page: Page) -> None:
 
 
 async def figure(page: Page, name: str) -> int:
+    """Return a wallboard figure's count once the page shows one."""
     element = page.locator(f'[data-figure="{name}"]')
-    await expect(element).to_have_attribute("data-value", re.compile(r"^\d+$"))
+    try:
+        await expect(element).to_have_attribute("data-value", re.compile(r"^\d+$"))
+    except AssertionError as exc:
+        # The wallboard shows why it has no figures in #figures-error.
+        reason = await page.locator("#figures-error").text_content()
+        raise AssertionError(f"no {name} figure on the wallboard: {reason!r}") from exc
     return int(await element.get_attribute("data-value") or "")
 
 
@@ -136,6 +149,11 @@ async def test_call_from_queue_to_agency(
     async with running_controller(config) as controller:
         await controller.agencies.import_yaml(DIRECTORY, actor="test")
         await controller.publish_agency_lines()
+        # The wallboard shows the figures of the shift in force, so the roster has
+        # one that started a minute ago, with op1's crew (op1 and spv1) on it.
+        roster, _, _ = roster_starting_now(config.roster.zone)
+        await controller.rosters.save(roster, actor="test")
+        await controller.membership.reconcile("test")
         base_url = f"http://127.0.0.1:{controller.web_port}"
         queue = config.queue.name
 
@@ -154,7 +172,11 @@ async def test_call_from_queue_to_agency(
 
         # Before the call ---------------------------------------------------------------
         await stack.start_phone("op1", ring_ms=RING_MS)
-        stack.add_member("op1")
+        await Stack.wait_for(
+            lambda: "PJSIP/op1" in stack.queue_members(queue)
+            and "op1" not in paused_reasons(stack, queue),
+            15, "op1 in the queue and not paused",
+        )
         section = wallboard.locator(f'section[data-queue="{queue}"]')
         await expect(section).to_be_visible()
         await expect(section.locator('[data-field="waiting"]')).to_have_text("0")
@@ -176,6 +198,7 @@ async def test_call_from_queue_to_agency(
         })
         await record(console, {
             "state": {"selector": "#call-card", "attribute": "data-state"},
+            "my_state": {"selector": '[data-field="my_state"]', "attribute": "data-state"},
         })
 
         # The call waits in the queue while op1's phone rings ------------------------
@@ -217,6 +240,9 @@ async def test_call_from_queue_to_agency(
             "data-state", "on_call"
         )
         assert "ringing" in await recorded(wallboard, "op1")
+        await expect(console.locator('[data-field="my_state"]')).to_have_attribute(
+            "data-state", "on_call"
+        )
         shots.append(await screenshot(console, artifacts, "04-console-connected"))
 
         # The operator writes the report and sends it to the agency ---------------
@@ -232,6 +258,7 @@ async def test_call_from_queue_to_agency(
         assert detail.report.priority == int(REPORT["priority"])
         assert detail.report.location_text == REPORT["location"]
         assert detail.report.description == REPORT["description"]
+        assert detail.report.people == PEOPLE
         assert detail.report.created_by == operator
         assert [c.call_uniqueid for c in detail.calls] == [uniqueid]
         shots.append(await screenshot(console, artifacts, "05-console-report-saved"))
@@ -264,12 +291,12 @@ async def test_call_from_queue_to_agency(
         assert dispatch.acknowledged_by == agency_user
         shots.append(await screenshot(portal, artifacts, "08-portal-acknowledged"))
 
-        # The caller hangs up, and the shift figures count the call ------------------
+        # The caller's channel is hung up, and the shift figures count the call ------
         channel = caller_channel(stack)
         assert channel is not None, stack.rx("core show channels concise")
         stack.rx(f"channel request hangup {channel}")
-        # SIPp counts a hang-up from Asterisk's side as a failed call, so its result
-        # says nothing here; the call's record does.
+        # The caller's SIPp scenario expects to send the BYE itself, so its result is
+        # not checked here; the call's record is.
         await call
         await controller.tracker.flush()
         [stored] = await wait_for_final(config, caller_number)
@@ -277,6 +304,9 @@ async def test_call_from_queue_to_agency(
         assert stored.operator == "op1"
 
         await expect(card).to_have_attribute("data-state", "idle")
+        await expect(wallboard.locator('[data-operator="op1"]')).to_have_attribute(
+            "data-state", re.compile(r"^(available|wrapup)$")
+        )
         await expect(wallboard.locator('[data-figure="offered"]')).to_have_attribute(
             "data-value", str(offered_before + 1)
         )
