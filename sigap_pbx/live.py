@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from sigap_pbx.calls.tracker import cap_caller_id
 from sigap_pbx.wire.ami import Event
 
 # app_queue's member status numbers (AST_DEVICE_* values).
@@ -87,9 +88,9 @@ class LiveView:
                 self._queue(queue).callers[event.get("Uniqueid") or ""] = Caller(
                     uniqueid=event.get("Uniqueid") or "",
                     channel=event.get("Channel") or "",
-                    caller_number=event.get("CallerIDNum") or "",
+                    caller_number=cap_caller_id(event.get("CallerIDNum")),
                     joined_monotonic=time.monotonic() - wait,
-                    caller_name=event.get("CallerIDName") or "",
+                    caller_name=cap_caller_id(event.get("CallerIDName")),
                 )
         self.synced = True
         self.synced_at = time.time()
@@ -129,9 +130,9 @@ class LiveView:
             self._queue(event.get("Queue") or "").callers[event.get("Uniqueid") or ""] = Caller(
                 uniqueid=event.get("Uniqueid") or "",
                 channel=event.get("Channel") or "",
-                caller_number=event.get("CallerIDNum") or "",
+                caller_number=cap_caller_id(event.get("CallerIDNum")),
                 joined_monotonic=time.monotonic(),
-                caller_name=event.get("CallerIDName") or "",
+                caller_name=cap_caller_id(event.get("CallerIDName")),
             )
         elif name in ("QueueCallerLeave", "QueueCallerAbandon"):
             self._queue(event.get("Queue") or "").callers.pop(event.get("Uniqueid") or "", None)

@@ -2,8 +2,9 @@
 
 A call's identity (uniqueid, linkedid, channel) is bound with contextvars by the code
 that handles the call, so every line logged while handling it carries those fields.
-Values that come from callers are stripped of control characters before they reach a
-log line, so a caller ID cannot forge extra lines.
+Every string value is cleaned of control characters and terminal escape sequences
+before it reaches a log line (`strip_control_characters`), so a caller ID cannot
+forge extra lines or rewrite the terminal.
 """
 
 from __future__ import annotations
@@ -15,13 +16,52 @@ from typing import Any
 
 import structlog
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# An ANSI escape sequence (CSI such as ESC [ 31 m, OSC such as ESC ] 0 ; title BEL,
+# or another ESC sequence such as ESC c or ESC ( B), or a single C0 or C1 control
+# character. U+2028 and U+2029 are included because some log viewers break lines
+# at them.
+_UNSAFE = re.compile(
+    r"\x1b\[[0-?]*[ -/]*[@-~]"
+    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"
+    r"|\x1b[ -/]*[0-~]"
+    r"|[\x00-\x1f\x7f-\x9f\u2028\u2029]"
+)
+# Nested dicts and lists deeper than this are left as they are.
+_MAX_DEPTH = 8
 
 
-def _strip_control(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def safe_log_text(value: str) -> str:
+    """Replace each control character or ANSI escape sequence in `value` with U+FFFD.
+
+    Letters, digits and symbols of every script are kept.
+    """
+    return _UNSAFE.sub("\ufffd", value)
+
+
+def _clean(value: Any, depth: int = 0) -> Any:
+    if isinstance(value, str):
+        return safe_log_text(value) if _UNSAFE.search(value) else value
+    if depth >= _MAX_DEPTH:
+        return value
+    # Exact types only: a subclass such as a named tuple is left as it is.
+    if type(value) is dict:
+        return {key: _clean(item, depth + 1) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_clean(item, depth + 1) for item in value)
+    return value
+
+
+def strip_control_characters(
+    _logger: Any, _method: str, event_dict: dict[str, Any]
+) -> dict[str, Any]:
+    """structlog processor: clean every string value, also inside dicts and lists.
+
+    Values such as a caller ID come from outside, and a line break or a terminal
+    escape sequence in one could forge a log line or rewrite the operator's screen.
+    The exception text that format_exc_info adds later is not cleaned.
+    """
     for key, value in event_dict.items():
-        if isinstance(value, str) and _CONTROL.search(value):
-            event_dict[key] = _CONTROL.sub("\ufffd", value)
+        event_dict[key] = _clean(value)
     return event_dict
 
 
@@ -32,7 +72,7 @@ def configure_logging(fmt: str = "console", level: str = "info") -> None:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
-        _strip_control,
+        strip_control_characters,
     ]
     renderer: Any
     if fmt == "json":

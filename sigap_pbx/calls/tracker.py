@@ -131,6 +131,20 @@ def storable_text(value: str) -> str:
     return _LONE_SURROGATE.sub("\ufffd", value.replace(_NUL, ""))
 
 
+# Caller ID name and number are kept to this many characters. They come from the
+# caller's network and are shown on every page, so a long value is cut, and the call
+# is still recorded.
+MAX_CALLER_ID_LENGTH = 80
+# Headers with caller ID text, also with a prefix such as Dest: CallerIDNum,
+# CallerIDName, ConnectedLineNum and ConnectedLineName.
+_CALLER_ID_HEADER = re.compile(r"(?:CallerID|ConnectedLine)(?:Num|Name)$")
+
+
+def cap_caller_id(value: str | None) -> str:
+    """Return caller ID text cut to MAX_CALLER_ID_LENGTH characters ('' for None)."""
+    return (value or "")[:MAX_CALLER_ID_LENGTH]
+
+
 def _storable(value: Any) -> Any:
     return storable_text(value) if isinstance(value, str) else value
 
@@ -514,7 +528,9 @@ class CallTracker:
         # that differ only in a NUL keep different dedupe keys.
         digest = hashlib.sha1(repr(event.headers).encode()).hexdigest()[:24]
         data = {
-            storable_text(key): storable_text(value)
+            storable_text(key): storable_text(
+                cap_caller_id(value) if _CALLER_ID_HEADER.search(key) else value
+            )
             for key, value in event.as_dict().items()
         }
         data.pop("Privilege", None)
@@ -671,7 +687,7 @@ def merge_ops(batch: list[StoreOp]) -> list[StoreOp]:
 
 def _caller_id_text(value: str | None) -> str:
     """Return a caller ID part as stored: '' for Asterisk's `<unknown>` placeholder."""
-    text = storable_text(value or "")
+    text = storable_text(cap_caller_id(value))
     return "" if text == "<unknown>" else text
 
 
