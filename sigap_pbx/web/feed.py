@@ -105,6 +105,10 @@ class Feed:
     def subscribers(self) -> int:
         return len(self._subscriptions)
 
+    def has_subscribers(self, roles: frozenset[Role]) -> bool:
+        """Return whether any open page belongs to a user with one of `roles`."""
+        return any(s.user.role in roles for s in self._subscriptions)
+
 
 def _frame(kind: str, data: dict[str, Any]) -> bytes:
     # json.dumps escapes newlines inside strings, so the data is one line.

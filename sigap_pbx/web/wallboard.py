@@ -286,10 +286,7 @@ class Wallboard:
 
     async def publish(self) -> None:
         feed = self.controller.feed
-        # NOTE: any open page counts, an operator's console too, so with no
-        # wallboard open each tick may still build a snapshot and read the shift's
-        # calls. The feed does not expose its subscribers' roles.
-        if feed.subscribers == 0:
+        if not feed.has_subscribers(SUPERVISORS):
             return
         try:
             snapshot = await self.snapshot()
