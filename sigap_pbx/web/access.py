@@ -80,8 +80,13 @@ def signed_in_of(request: web.Request) -> SignedIn | None:
     return request.get(SIGNED_IN_KEY)
 
 
+# Paths under /api/ that browsers open as pages, so that a request without a session
+# is sent to the sign-in page rather than given a JSON 401.
+PAGES_UNDER_API = frozenset({"/api/docs"})
+
+
 def is_api(request: web.Request) -> bool:
-    return request.path.startswith("/api/")
+    return request.path.startswith("/api/") and request.path not in PAGES_UNDER_API
 
 
 def _error(status: int, code: str, message: str) -> web.Response:

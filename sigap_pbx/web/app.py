@@ -307,6 +307,7 @@ ROUTE_MODULES = (
     "sigap_pbx.web.agency_routes",
     "sigap_pbx.web.report_routes",
     "sigap_pbx.web.forward_routes",
+    "sigap_pbx.web.openapi",
     "sigap_pbx.web.history_routes",
     "sigap_pbx.web.portal_routes",
     "sigap_pbx.web.wallboard_routes",
