@@ -22,6 +22,7 @@ from typing import Any
 import structlog
 
 from sigap_pbx.config import Config
+from sigap_pbx.store.agencies import AgencyNotFound, AgencyStore
 from sigap_pbx.store.db import Database
 from sigap_pbx.store.reports import (
     REPORT_FIELDS,
@@ -38,7 +39,6 @@ from sigap_pbx.store.reports import (
     ReportView,
     UpdateOutcome,
 )
-from sigap_pbx.store.agencies import AgencyNotFound, AgencyStore
 
 log = structlog.get_logger(__name__)
 
