@@ -29,6 +29,8 @@ from sigap_pbx.store.accounts import (
     UserView,
 )
 from sigap_pbx.store.roster import AuditStore
+from sigap_pbx.wire.dialstring import validate_endpoint
+from sigap_pbx.wire.errors import DialStringError
 
 log = structlog.get_logger(__name__)
 
@@ -40,6 +42,7 @@ SESSION_IDLE = timedelta(hours=2)
 SESSION_TOUCH_EVERY = timedelta(minutes=1)
 MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024
+MAX_DISPLAY_NAME_LENGTH = 80
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 # Failed sign-ins allowed per username and per client address in FAILURE_WINDOW.
 MAX_FAILURES = 5
@@ -89,6 +92,49 @@ def check_username(username: str) -> str:
             "digits, '.', '_' or '-', starting with a letter or digit"
         )
     return username
+
+
+def check_new_user(
+    username: str,
+    role: Role | str,
+    *,
+    agency_code: str | None = None,
+    endpoint: str | None = None,
+    display_name: str | None = None,
+) -> Role:
+    """Check a new user's name, role, agency, endpoint and display name; return the
+    role.
+
+    Raises AccountError naming the bad value, so that `sigap user add` can stop
+    before it asks for a password.
+    """
+    check_username(username)
+    role = _role(role)
+    if role is Role.AGENCY and not agency_code:
+        raise AccountError(
+            f"user {username!r} has role agency but no agency code: "
+            "give the agency with --agency CODE"
+        )
+    if role is not Role.AGENCY and agency_code:
+        raise AccountError(
+            f"user {username!r} has role {role.value}, which takes no agency code; "
+            "drop --agency or use role agency"
+        )
+    if endpoint is not None:
+        # The endpoint goes into Originate actions (callbacks, supervisor spying).
+        try:
+            validate_endpoint(endpoint, field="endpoint")
+        except DialStringError as error:
+            raise AccountError(str(error)) from None
+    if display_name is not None and (
+        not 1 <= len(display_name) <= MAX_DISPLAY_NAME_LENGTH
+        or not display_name.isprintable()
+    ):
+        raise AccountError(
+            f"display name {display_name[:MAX_DISPLAY_NAME_LENGTH]!r} is invalid: use 1 "
+            f"to {MAX_DISPLAY_NAME_LENGTH} printable characters, without line breaks"
+        )
+    return role
 
 
 def token_hash(token: str) -> str:
@@ -164,18 +210,10 @@ class AccountService:
         endpoint: str | None = None,
         actor: str = "cli",
     ) -> UserView:
-        check_username(username)
-        role = _role(role)
-        if role is Role.AGENCY and not agency_code:
-            raise AccountError(
-                f"user {username!r} has role agency but no agency code: "
-                "give the agency with --agency CODE"
-            )
-        if role is not Role.AGENCY and agency_code:
-            raise AccountError(
-                f"user {username!r} has role {role.value}, which takes no agency code; "
-                "drop --agency or use role agency"
-            )
+        role = check_new_user(
+            username, role, agency_code=agency_code, endpoint=endpoint,
+            display_name=display_name,
+        )
         user = await self.store.add_user(
             username=username,
             display_name=display_name or username,

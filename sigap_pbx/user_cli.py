@@ -18,7 +18,12 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from sigap_pbx.accounts import AccountError, AccountService
+from sigap_pbx.accounts import (
+    AccountError,
+    AccountService,
+    check_new_user,
+    check_password,
+)
 from sigap_pbx.cli import _load
 from sigap_pbx.cli_errors import CommandError
 from sigap_pbx.config import Config
@@ -138,7 +143,12 @@ def _with_accounts(
 
 
 def cmd_user_add(args: argparse.Namespace, config: Config) -> int:
+    check_new_user(
+        args.username, args.role, agency_code=args.agency, endpoint=args.endpoint,
+        display_name=args.name,
+    )
     password = _read_password(args)
+    check_password(password)
 
     async def work(accounts: AccountService) -> int:
         user = await accounts.add_user(
@@ -168,6 +178,7 @@ def cmd_user_list(args: argparse.Namespace, config: Config) -> int:
 
 def cmd_user_passwd(args: argparse.Namespace, config: Config) -> int:
     password = _read_password(args)
+    check_password(password)
 
     async def work(accounts: AccountService) -> int:
         await accounts.set_password(args.username, password, actor=_default_actor())

@@ -79,7 +79,7 @@ class UserExists(StoreError):
     def __init__(self, username: str) -> None:
         super().__init__(
             f"user {username!r} already exists: pick another name, or change this "
-            "user with `sigap user passwd` or `sigap user set`"
+            "user with `sigap user passwd`, `sigap user disable` or `sigap user enable`"
         )
         self.username = username
 
