@@ -258,9 +258,11 @@ class AccountService:
         """
         now = time.monotonic()
         keys = (f"user:{username.lower()[:64]}", f"addr:{remote}")
+        # The name as typed, made storable: it may be empty or contain NUL.
+        claimed = _audit_name(username)
         wait = max(self.failures.retry_after(key, now) for key in keys)
         if wait:
-            await self._audit(username[:64], "signin.limited", username[:64], {
+            await self._audit(claimed, "signin.limited", claimed, {
                 "remote": remote, "retry_after": wait,
             })
             raise SignInLimited(wait)
@@ -270,7 +272,7 @@ class AccountService:
         if user is None or not valid or user.disabled:
             for key in keys:
                 self.failures.add(key, now)
-            await self._audit(username[:64], "signin.failed", username[:64], {
+            await self._audit(claimed, "signin.failed", claimed, {
                 "remote": remote,
                 "reason": "disabled" if user and valid else "wrong_credentials",
             })
@@ -341,6 +343,18 @@ def _role(value: Role | str) -> Role:
             f"role {value!r} is invalid: use one of "
             + ", ".join(role.value for role in Role)
         ) from None
+
+
+_UNSTORABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def _audit_name(username: str) -> str:
+    """Return a sign-in's username as the audit log can store it.
+
+    The store rejects an empty actor, NUL and lone surrogates, and a failed
+    sign-in must still be recorded rather than fail with a server error.
+    """
+    return _UNSTORABLE.sub("\ufffd", username[:64]) or "(empty)"
 
 
 def _verify(password_hash: str, password: str) -> bool:

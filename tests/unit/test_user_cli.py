@@ -32,6 +32,7 @@ def sigap(
         text=True,
         env=env,
         timeout=120,
+        check=False,
     )
 
 
