@@ -149,6 +149,8 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
         raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='')}")
     user = signed_in.user
     if user.role not in rule:
+        if not is_api(request) and request.method in SAFE_METHODS:
+            return _forbidden_page(request)
         allowed = ", ".join(sorted(role.value for role in rule))
         return _error(
             403, "forbidden",
@@ -166,6 +168,15 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
     if request.method not in SAFE_METHODS and response.status < 400 and accounts:
         await _audit_action(accounts, user, request, response.status)
     return response
+
+
+def _forbidden_page(request: web.Request) -> web.Response:
+    """Render the 403 page for a signed-in user whose role may not open a page."""
+    from sigap_pbx.web.pages import language_of, render
+    from sigap_pbx.web.i18n import translate
+
+    message = translate("error.forbidden", language_of(request))
+    return render(request, "error.html", status=403, error_status=403, message=message)
 
 
 async def _audit_action(
