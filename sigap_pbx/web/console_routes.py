@@ -37,6 +37,7 @@ from sigap_pbx.web.console import (
 )
 from sigap_pbx.web.operator_routes import _body
 from sigap_pbx.web.pages import render
+from sigap_pbx.web.wallboard import wallboard_of
 
 log = structlog.get_logger(__name__)
 
@@ -286,7 +287,11 @@ async def console_state(request: web.Request) -> web.Response:
         found = cards.card_for(user.endpoint) if cards is not None else None
         card = found.to_dict() if found is not None else None
         live = getattr(controller, "live", None)
-        if live is not None:
+        if getattr(controller, "config", None) is not None and live is not None:
+            # The wallboard's view also knows a ringing phone, which device state
+            # shows as busy, so the console and the wallboard agree.
+            state = wallboard_of(controller).state_of(user.endpoint)
+        elif live is not None:
             state = operator_state(live, user.endpoint)
     return web.json_response({"endpoint": user.endpoint, "card": card, "state": state})
 

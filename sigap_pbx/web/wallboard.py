@@ -34,7 +34,7 @@ from sigap_pbx.members.health import UNREACHABLE_REASON, pjsip_endpoint
 from sigap_pbx.members.wrapup import WRAPUP_REASON
 from sigap_pbx.roster.reporter import RosterUnavailable, ShiftReportError
 from sigap_pbx.store.errors import DatabaseUnavailable
-from sigap_pbx.web.access import SUPERVISORS
+from sigap_pbx.web.access import CALL_STAFF, SUPERVISORS
 from sigap_pbx.wire.ami import Event
 
 if TYPE_CHECKING:
@@ -416,12 +416,32 @@ class Wallboard:
         return states
 
     def observe_states(self) -> None:
-        """Note when each operator's state changed, for the durations without a source."""
+        """Note when each operator's state changed, and tell that operator's console.
+
+        The change times give the durations that have no other source. Each change
+        is published as an `operator.state` event for the operator's own console.
+        """
         now = time.monotonic()
         for endpoint, (state, _) in self._states().items():
             previous = self._since.get(endpoint)
             if previous is None or previous[0] != state.state:
                 self._since[endpoint] = (state.state, now)
+                self.controller.feed.publish(
+                    "operator.state",
+                    {"endpoint": endpoint, "state": state.state,
+                     "paused_reason": state.pause_reason},
+                    roles=CALL_STAFF,
+                    endpoint=endpoint,
+                )
+
+    def state_of(self, endpoint: str) -> dict[str, Any]:
+        """Return one operator's state as the wallboard shows it, for the console."""
+        state, members = self._states().get(endpoint, (OperatorState("logged_off"), {}))
+        return {
+            "state": state.state,
+            "paused_reason": state.pause_reason,
+            "queues": sorted(members),
+        }
 
     def operators(self) -> list[dict[str, Any]]:
         """Return one row per operator: state, its duration and the pause reason."""

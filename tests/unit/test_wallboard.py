@@ -385,8 +385,26 @@ async def test_burst_of_events_publishes_one_snapshot(controller):
     assert operator_row(published.data, "op1")["state"] == "on_call"
     # The burst left nothing pending, so no second snapshot follows it.
     assert not board.changed.is_set()
-    assert subscription.queue.empty()
+    left = [subscription.queue.get_nowait() for _ in range(subscription.queue.qsize())]
+    assert [e.kind for e in left if e.kind == FEED_KIND] == []
     assert board.published == 1
+
+
+async def test_state_change_reaches_operator_console(controller):
+    console = controller.feed.subscribe(supervisor_view("a", Role.OPERATOR, "op1"))
+    other = controller.feed.subscribe(supervisor_view("b", Role.OPERATOR, "op2"))
+    synced(controller)
+    board = Wallboard(controller, tick_seconds=3600)
+    for name in ("QueueMemberAdded", "AgentCalled"):
+        controller.live.on_event(member_event(name, "op1"))
+        board.on_event(member_event(name, "op1"))
+
+    states = [console.queue.get_nowait().data["state"]
+              for _ in range(console.queue.qsize())]
+    assert states[-1] == "ringing"
+    endpoints = {other.queue.get_nowait().data["endpoint"]
+                 for _ in range(other.queue.qsize())}
+    assert endpoints <= {"op2"}
 
 
 async def test_irrelevant_event_publishes_nothing(controller):

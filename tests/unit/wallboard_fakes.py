@@ -152,14 +152,25 @@ def timestamp(when: datetime) -> str:
     return f"{when.timestamp():.6f}"
 
 
-def supervisor_view(username: str = "spv", role: Role = Role.SUPERVISOR) -> UserView:
+def supervisor_view(
+    username: str = "spv", role: Role = Role.SUPERVISOR, endpoint: str = "spv1"
+) -> UserView:
     return UserView(
         id=1, username=username, display_name=username, role=role,
-        agency_code=None, endpoint="spv1", password_hash="", disabled=False,
+        agency_code=None, endpoint=endpoint, password_hash="", disabled=False,
         created_at=T0, password_changed_at=T0,
     )
 
 
-async def next_event(subscription: Subscription, timeout: float = 5.0) -> Any:
-    """Return the next feed event of a subscription (the timeout only ends a hang)."""
-    return await asyncio.wait_for(subscription.queue.get(), timeout)
+async def next_event(
+    subscription: Subscription, timeout: float = 5.0, kind: str = "wallboard"
+) -> Any:
+    """Return the next feed event of `kind` (the timeout only ends a hang).
+
+    Events of other kinds, such as the operator.state events that the same state
+    changes publish for consoles, are skipped.
+    """
+    while True:
+        event = await asyncio.wait_for(subscription.queue.get(), timeout)
+        if event is None or event.kind == kind:
+            return event

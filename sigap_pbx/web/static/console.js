@@ -336,5 +336,8 @@
       loadState(false);
     },
     "callback.updated": () => loadCallbacks(),
+    "operator.state": (info) => {
+      if (info.endpoint === myEndpoint) setState(info);
+    },
   }, () => { loadState(); loadCallbacks(); });
 })();
