@@ -157,13 +157,14 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
             f"user {user.username!r} has role {user.role.value}; "
             f"{request.method} {request.path} is for {allowed}",
         )
-    if request.method not in SAFE_METHODS:
-        if not await _csrf_matches(request, signed_in.session.csrf_token):
-            return _error(
-                403, "csrf_rejected",
-                f"the request has no valid CSRF token: send the token from "
-                f"GET /api/session in the {CSRF_HEADER} header",
-            )
+    if request.method not in SAFE_METHODS and not await _csrf_matches(
+        request, signed_in.session.csrf_token
+    ):
+        return _error(
+            403, "csrf_rejected",
+            f"the request has no valid CSRF token: send the token from "
+            f"GET /api/session in the {CSRF_HEADER} header",
+        )
     response = await handler(request)
     if request.method not in SAFE_METHODS and response.status < 400 and accounts:
         await _audit_action(accounts, user, request, response.status)
@@ -172,8 +173,8 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
 
 def _forbidden_page(request: web.Request) -> web.Response:
     """Render the 403 page for a signed-in user whose role may not open a page."""
-    from sigap_pbx.web.pages import language_of, render
     from sigap_pbx.web.i18n import translate
+    from sigap_pbx.web.pages import language_of, render
 
     message = translate("error.forbidden", language_of(request))
     return render(request, "error.html", status=403, error_status=403, message=message)

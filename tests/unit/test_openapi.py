@@ -23,6 +23,7 @@ from sigap_pbx.web.openapi import (
 from tests.web_auth import signed_in_client
 
 PACKAGE = Path(__file__).parents[2] / "sigap_pbx"
+WEB_DOC = Path(__file__).parents[2] / "docs" / "web.md"
 # ApiError(404, "call_not_found", ...), also over several lines, and the ApiError
 # subclasses' super().__init__(400, "invalid_roster", ...).
 RAISED_CODE = re.compile(r'(?:ApiError|__init__)\(\s*(\d{3}),\s*"([a-z_]+)"')
@@ -196,3 +197,20 @@ async def test_docs_page_lists_everything(app: Any) -> None:
     assert "Content-Security-Policy" in response.headers
     assert anonymous.status == 303
     assert unquote(anonymous.headers["Location"]) == "/login?next=/api/docs"
+
+
+def test_web_doc_role_table(app: Any) -> None:
+    text = WEB_DOC.read_text(encoding="utf-8")
+    table = text.split("<!-- role-table:start -->")[1].split("<!-- role-table:end -->")[0]
+    documented: dict[tuple[str, str], set[str]] = {}
+    for row in table.strip().splitlines()[2:]:
+        method, path, roles = (cell.strip() for cell in row.strip("|").split("|"))
+        names = set() if roles.startswith("public") else set(roles.split(", "))
+        documented[(method, path.strip("`"))] = names
+
+    expected = {
+        (method, path): {role.value for role in roles}
+        for (method, path), roles in route_roles(app).items()
+        if method != "HEAD"
+    }
+    assert documented == expected
