@@ -4,9 +4,8 @@ An invalid agency is rejected with code `invalid_agency`, a message and a
 `problems` list, each problem starting with the path of the bad field
 (`agency.lines[0].target`). Webhook secrets are accepted but never returned.
 
-NOTE: there are no user accounts yet, so the actor recorded in the audit log is
-whatever the client sends, in the body's "actor" or the X-Sigap-Actor header,
-and "api" when it sends neither. It is a label, not an authenticated identity.
+The actor recorded in the audit log is the signed-in user. A body "actor" or an
+X-Sigap-Actor header is accepted only when it names that user.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Alarm routes of the JSON API: list alarms and acknowledge one.
 
-NOTE: there are no user accounts yet, so the acknowledging actor is whatever the
-request names (body `actor`, or the `X-Sigap-Actor` header), "api" by default.
-The API listens on loopback only, so this trusts every local process.
+The acknowledging actor is the signed-in user. A body `actor` or X-Sigap-Actor
+header is accepted only when it names that user.
 """
 
 from __future__ import annotations

@@ -5,9 +5,8 @@ the roster, reports shifts below their minimum and writes the audit entry. An
 invalid roster is rejected with code `invalid_roster`, a message and a `problems`
 list, each problem starting with the path of the bad field (`crews[2].members[0]`).
 
-NOTE: there are no user accounts yet, so the actor recorded in the audit log is
-whatever the client sends, in the body's "actor" or the X-Sigap-Actor header,
-and "api" when it sends neither. It is a label, not an authenticated identity.
+The actor recorded in the audit log is the signed-in user. A body "actor" or an
+X-Sigap-Actor header is accepted only when it names that user.
 The edit routes take the operator or exception object itself as the body, and
 remove an "actor" key from it before reading it.
 """
