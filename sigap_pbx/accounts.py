@@ -1,8 +1,8 @@
 """Web accounts: argon2 password hashes, sign-in with rate limits, and sessions.
 
 A session lasts at most SESSION_MAX_AGE from sign-in and ends after SESSION_IDLE
-without a request. The cookie holds a random token; the database holds only its
-SHA-256, beside the session's CSRF token.
+without a request. The cookie contains a random token, and the database stores
+only its SHA-256, beside the session's CSRF token.
 """
 
 from __future__ import annotations

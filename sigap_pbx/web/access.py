@@ -59,7 +59,7 @@ def route(
     rules: dict[tuple[str, str], frozenset[Role]] = app.setdefault(ROUTE_ROLES, {})
     rules[(method, path)] = roles
     if method == "GET":
-        # aiohttp answers HEAD on every GET route.
+        # aiohttp also serves HEAD on every GET route.
         rules[("HEAD", path)] = roles
 
 
