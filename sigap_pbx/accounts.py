@@ -7,6 +7,7 @@ only its SHA-256, beside the session's CSRF token.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 import secrets
@@ -28,6 +29,7 @@ from sigap_pbx.store.accounts import (
     UserNotFound,
     UserView,
 )
+from sigap_pbx.store.errors import StoreError
 from sigap_pbx.store.roster import AuditStore
 from sigap_pbx.wire.dialstring import validate_endpoint
 from sigap_pbx.wire.errors import DialStringError
@@ -44,9 +46,18 @@ MIN_PASSWORD_LENGTH = 10
 MAX_PASSWORD_LENGTH = 1024
 MAX_DISPLAY_NAME_LENGTH = 80
 USERNAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
-# Failed sign-ins allowed per username and per client address in FAILURE_WINDOW.
+# Failed sign-ins allowed in FAILURE_WINDOW: for one username from one client
+# address, for one username from all addresses, and for all names from one address.
+# The first limit stops one person's typos from locking a colleague out; behind a
+# reverse proxy every user shares the proxy's address, hence the higher third one.
 MAX_FAILURES = 5
+MAX_FAILURES_PER_USERNAME = 20
+MAX_FAILURES_PER_ADDRESS = 30
 FAILURE_WINDOW = 900.0
+# Password checks that may run at once. argon2 takes a fraction of a second of CPU
+# per check, so they run in worker threads, off the event loop that also serves
+# AMI and FastAGI, and a burst of sign-ins waits for a slot.
+VERIFY_SLOTS = 2
 
 _hasher = PasswordHasher()
 # Verified against when a username does not exist, so that the reply takes as long
@@ -153,14 +164,18 @@ class SignedIn:
 class FailureCounter:
     """Failed sign-ins per key in a sliding window, in memory.
 
+    Attempts still being checked count as failures until they end, so that many
+    parallel requests cannot all pass the limit before the first one fails.
+
     NOTE: the counts are lost when the controller restarts, so an attacker gets
-    MAX_FAILURES more tries per restart.
+    the limit's tries again after each restart.
     """
 
     def __init__(self, limit: int = MAX_FAILURES, window: float = FAILURE_WINDOW) -> None:
         self.limit = limit
         self.window = window
         self._failures: dict[str, deque[float]] = {}
+        self._pending: dict[str, int] = {}
 
     def _recent(self, key: str, now: float) -> deque[float]:
         times = self._failures.get(key)
@@ -176,9 +191,22 @@ class FailureCounter:
         """Return the seconds until `key` may try again, 0 if it may now."""
         now = time.monotonic() if now is None else now
         times = self._recent(key, now)
-        if len(times) < self.limit:
+        if len(times) + self._pending.get(key, 0) < self.limit:
             return 0
+        if len(times) < self.limit:
+            # Only attempts under way fill the limit; one of them may yet succeed.
+            return 1
         return max(1, int(times[0] + self.window - now) + 1)
+
+    def reserve(self, key: str) -> None:
+        self._pending[key] = self._pending.get(key, 0) + 1
+
+    def release(self, key: str) -> None:
+        left = self._pending.get(key, 0) - 1
+        if left > 0:
+            self._pending[key] = left
+        else:
+            self._pending.pop(key, None)
 
     def add(self, key: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now
@@ -197,7 +225,14 @@ class AccountService:
         self.store = AccountStore(db)
         self.audit = AuditStore(db)
         self.clock = clock
-        self.failures = FailureCounter()
+        # Keyed by username and address, by username, and by address.
+        self.failures = FailureCounter(MAX_FAILURES)
+        self.username_failures = FailureCounter(MAX_FAILURES_PER_USERNAME)
+        self.address_failures = FailureCounter(MAX_FAILURES_PER_ADDRESS)
+        self._verify_slots = asyncio.Semaphore(VERIFY_SLOTS)
+        # When "signin.limited" was last written per key, so that a flood of
+        # rejected attempts writes one audit entry per window, not one each.
+        self._limited_audited: dict[str, float] = {}
 
     async def add_user(
         self,
@@ -253,34 +288,50 @@ class AccountService:
     async def sign_in(self, username: str, password: str, remote: str) -> SignedIn:
         """Check the password and open a session, or raise SignInRejected/Limited.
 
-        Failures count against both the username and the client address, and every
-        attempt is written to the audit log.
+        Failures count per username and address, per username and per address.
+        Every attempt is written to the audit log, except repeats of a limited one
+        within the window.
         """
         now = time.monotonic()
-        keys = (f"user:{username.lower()[:64]}", f"addr:{remote}")
+        name = username.lower()[:64]
+        counted = (
+            (self.failures, f"{name}|{remote}"),
+            (self.username_failures, name),
+            (self.address_failures, remote),
+        )
         # The name as typed, made storable: it may be empty or contain NUL.
         claimed = _audit_name(username)
-        wait = max(self.failures.retry_after(key, now) for key in keys)
+        wait = max(counter.retry_after(key, now) for counter, key in counted)
         if wait:
-            await self._audit(claimed, "signin.limited", claimed, {
-                "remote": remote, "retry_after": wait,
-            })
+            await self._audit_limited(claimed, f"{name}|{remote}", remote, wait, now)
             raise SignInLimited(wait)
 
-        user = await self.store.get_user(username) if USERNAME.fullmatch(username) else None
-        valid = _verify(user.password_hash if user else _DUMMY_HASH, password)
-        if user is None or not valid or user.disabled:
-            for key in keys:
-                self.failures.add(key, now)
-            await self._audit(claimed, "signin.failed", claimed, {
-                "remote": remote,
-                "reason": "disabled" if user and valid else "wrong_credentials",
-            })
-            raise SignInRejected()
+        for counter, key in counted:
+            counter.reserve(key)
+        try:
+            user = (
+                await self.store.get_user(username) if USERNAME.fullmatch(username) else None
+            )
+            async with self._verify_slots:
+                valid = await asyncio.to_thread(
+                    _verify, user.password_hash if user else _DUMMY_HASH, password
+                )
+            if user is None or not valid or user.disabled:
+                for counter, key in counted:
+                    counter.add(key, now)
+                await self._audit_quietly(claimed, "signin.failed", claimed, {
+                    "remote": remote,
+                    "reason": "disabled" if user and valid else "wrong_credentials",
+                })
+                raise SignInRejected()
+        finally:
+            for counter, key in counted:
+                counter.release(key)
 
-        self.failures.clear(keys[0])
+        self.failures.clear(counted[0][1])
         if _hasher.check_needs_rehash(user.password_hash):
-            await self.store.update_user(username, password_hash=_hasher.hash(password))
+            new_hash = await asyncio.to_thread(_hasher.hash, password)
+            await self.store.update_user(username, password_hash=new_hash)
         token = secrets.token_urlsafe(32)
         at = self.clock()
         await self.store.add_session(
@@ -294,6 +345,33 @@ class AccountService:
         session = await self.store.get_session(token_hash(token))
         assert session is not None
         return SignedIn(user, session, token)
+
+    async def _audit_limited(
+        self, claimed: str, key: str, remote: str, wait: int, now: float
+    ) -> None:
+        last = self._limited_audited.get(key)
+        if last is not None and now - last < FAILURE_WINDOW:
+            return
+        if len(self._limited_audited) > 10_000:
+            self._limited_audited.clear()
+        self._limited_audited[key] = now
+        await self._audit_quietly(claimed, "signin.limited", claimed, {
+            "remote": remote, "retry_after": wait,
+        })
+
+    async def _audit_quietly(
+        self, actor: str, action: str, subject: str, detail: dict
+    ) -> None:
+        """Write an audit entry for a rejected sign-in; log rather than raise on failure.
+
+        The rejection stands either way. Raising would turn it into a server error,
+        which a flood of bad sign-ins could otherwise cause by keeping the
+        database busy.
+        """
+        try:
+            await self._audit(actor, action, subject, detail)
+        except StoreError as error:
+            log.error("signin_audit_failed", action=action, actor=actor, error=str(error))
 
     async def resolve(self, token: str) -> SignedIn | None:
         """Return the signed-in user for a session cookie, or None if it has ended."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,6 +13,8 @@ from argon2 import extract_parameters
 from sigap_pbx import accounts
 from sigap_pbx.accounts import (
     MAX_FAILURES,
+    MAX_FAILURES_PER_ADDRESS,
+    MAX_FAILURES_PER_USERNAME,
     SESSION_IDLE,
     SESSION_MAX_AGE,
     AccountError,
@@ -168,17 +171,28 @@ async def test_sixth_failure_limited(service: AccountService) -> None:
 
 
 async def test_limit_per_username(service: AccountService) -> None:
-    for index in range(MAX_FAILURES):
+    for index in range(MAX_FAILURES_PER_USERNAME):
         with pytest.raises(SignInRejected):
-            await service.sign_in("spv1", "wrong password", f"10.0.0.{index}")
+            await service.sign_in("spv1", "wrong password", f"10.0.{index}.1")
 
     with pytest.raises(SignInLimited):
-        await service.sign_in("spv1", PASSWORD, "10.0.1.1")
+        await service.sign_in("spv1", PASSWORD, "10.0.100.1")
+
+
+async def test_typos_lock_only_that_address(service: AccountService) -> None:
+    for _ in range(MAX_FAILURES):
+        with pytest.raises(SignInRejected):
+            await service.sign_in("spv1", "wrong password", "10.0.0.5")
+
+    with pytest.raises(SignInLimited):
+        await service.sign_in("spv1", PASSWORD, "10.0.0.5")
+    signed_in = await service.sign_in("spv1", PASSWORD, "10.0.0.6")
+    assert signed_in.user.username == "spv1"
 
 
 async def test_limit_per_address(service: AccountService) -> None:
     await service.add_user("spv2", PASSWORD, Role.SUPERVISOR, actor="test")
-    for index in range(MAX_FAILURES):
+    for index in range(MAX_FAILURES_PER_ADDRESS):
         with pytest.raises(SignInRejected):
             await service.sign_in(f"guess{index}", "wrong password", "10.0.0.9")
 
@@ -186,6 +200,31 @@ async def test_limit_per_address(service: AccountService) -> None:
         await service.sign_in("spv2", PASSWORD, "10.0.0.9")
     signed_in = await service.sign_in("spv2", PASSWORD, "10.0.0.10")
     assert signed_in.user.username == "spv2"
+
+
+async def test_parallel_failures_limited(service: AccountService) -> None:
+    attempts = [
+        service.sign_in("spv1", "wrong password", "10.0.0.5") for _ in range(30)
+    ]
+
+    results = await asyncio.gather(*attempts, return_exceptions=True)
+
+    rejected = [r for r in results if isinstance(r, SignInRejected)]
+    limited = [r for r in results if isinstance(r, SignInLimited)]
+    assert len(rejected) == MAX_FAILURES
+    assert len(limited) == 30 - MAX_FAILURES
+
+
+async def test_limited_flood_audited_once(service: AccountService) -> None:
+    for _ in range(MAX_FAILURES):
+        with pytest.raises(SignInRejected):
+            await service.sign_in("spv1", "wrong password", "10.0.0.5")
+    for _ in range(10):
+        with pytest.raises(SignInLimited):
+            await service.sign_in("spv1", "wrong password", "10.0.0.5")
+
+    entries = await service.audit.list_entries(action_prefix="signin.limited")
+    assert len(entries) == 1
 
 
 async def test_success_clears_username_failures(service: AccountService) -> None:

@@ -19,7 +19,12 @@ from urllib.parse import unquote
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from sigap_pbx.accounts import MAX_FAILURES, SESSION_IDLE, AccountService
+from sigap_pbx.accounts import (
+    MAX_FAILURES,
+    MAX_FAILURES_PER_ADDRESS,
+    SESSION_IDLE,
+    AccountService,
+)
 from sigap_pbx.store import Database
 from sigap_pbx.store.accounts import Role
 from sigap_pbx.web.access import CSRF_HEADER, SESSION_COOKIE, route_roles
@@ -505,7 +510,8 @@ async def test_sixth_failure_429(
     controller: Controller, anonymous: TestClient, spread: str
 ) -> None:
     username, password = await add_user(controller, "operator")
-    for attempt in range(MAX_FAILURES):
+    limit = MAX_FAILURES if spread == "username" else MAX_FAILURES_PER_ADDRESS
+    for attempt in range(limit):
         # Per username: the same name every time. Per address: a new name each
         # time, from the test client's one address.
         name = username if spread == "username" else f"guess{attempt}"
