@@ -20,7 +20,8 @@ Sigap 112 is starting (instance '{config.site.instance}', state in {config.state
   Emergency numbers  {', '.join(sip.emergency_numbers)}
   AMI                tcp {config.ami.host}:{config.ami.port}
   FastAGI            tcp {config.agi.host}:{config.agi.port}
-  Web API            http://{config.web.host}:{config.web.port}/api/calls
+  Web pages          {"https" if config.web.tls_cert else "http"}://{config.web.host}:{config.web.port}/login
+                     (first account: sigap user add NAME --role admin)
   Database           {mask_password(config.database_url)}
 Press Ctrl-C to stop everything.
 """,
