@@ -29,6 +29,7 @@ from sigap_pbx.cli_errors import CommandError
 from sigap_pbx.config import Config
 from sigap_pbx.roster.cli import _default_actor
 from sigap_pbx.store.accounts import Role
+from sigap_pbx.store.agencies import AgencyStore
 from sigap_pbx.store.db import Database, parse_url
 from sigap_pbx.store.errors import StoreError
 
@@ -47,7 +48,8 @@ def add_parsers(sub: Any) -> None:
     add.add_argument("--name", help="display name (default: the username)")
     add.add_argument("--agency", help="agency code, required for role agency")
     add.add_argument("--endpoint",
-                     help="PJSIP endpoint of the user's own phone (operators, supervisors)")
+                     help="PJSIP endpoint of the user's own phone, one of [[sip.operators]] "
+                     "or [sip.supervisor]; required for role operator")
     _password_arguments(add)
     add.set_defaults(handler=_command(cmd_user_add))
 
@@ -114,26 +116,31 @@ def _command(
     return handler
 
 
+def _missing_sqlite_file(config: Config) -> Path | None:
+    """Return the SQLite file of the database URL when it does not exist yet."""
+    parsed = parse_url(config.database_url)
+    path = Path(parsed.database or "").absolute()
+    if parsed.get_backend_name() == "sqlite" and not path.exists():
+        return path
+    return None
+
+
 def _with_accounts(
     config: Config, work: Callable[[AccountService], Awaitable[T]], *, create: bool = False
 ) -> T:
-    parsed = parse_url(config.database_url)
-    missing = (
-        parsed.get_backend_name() == "sqlite"
-        and not Path(parsed.database or "").absolute().exists()
-    )
-    if missing and not create:
+    missing = _missing_sqlite_file(config)
+    if missing is not None and not create:
         raise CommandError(
-            f"no database at {Path(parsed.database or '').absolute()}: add the first "
+            f"no database at {missing}: add the first "
             "user with `sigap user add`, or start the stack with `make run`"
         )
 
     async def main() -> T:
-        if missing:
-            Path(parsed.database or "").absolute().parent.mkdir(parents=True, exist_ok=True)
+        if missing is not None:
+            missing.parent.mkdir(parents=True, exist_ok=True)
         # A new file gets the schema; an existing database is used as it is, since a
         # running controller of another version may be using it.
-        db = await Database.open(config.database_url, migrate=missing)
+        db = await Database.open(config.database_url, migrate=missing is not None)
         try:
             return await work(AccountService(db))
         finally:
@@ -142,11 +149,61 @@ def _with_accounts(
     return asyncio.run(main())
 
 
+def _check_endpoint(role: Role, endpoint: str | None, config: Config) -> None:
+    """Reject an endpoint that is not an operator or supervisor phone of the config,
+    and an operator without one: the console follows the operator's own phone."""
+    configured = [op.endpoint for op in config.sip.operators]
+    configured.append(config.sip.supervisor.endpoint)
+    listed = ", ".join(configured)
+    if role is Role.OPERATOR and endpoint is None:
+        raise CommandError(
+            "role operator needs the endpoint of the operator's own phone: give "
+            f"--endpoint NAME, one of the configured endpoints: {listed}"
+        )
+    if endpoint is not None and endpoint not in configured:
+        raise CommandError(
+            f"endpoint {endpoint!r} is not configured; configured endpoints are "
+            f"{listed}: give one of them, or add the phone to [[sip.operators]] "
+            "in the configuration first"
+        )
+
+
+def _check_agency(code: str, config: Config) -> None:
+    """Reject an agency code that is not in the agency directory of the database."""
+    missing = _missing_sqlite_file(config)
+    if missing is not None:
+        raise CommandError(
+            f"agency {code!r} not found: there is no database at {missing} yet, so "
+            "no agency directory; add an administrator first, then import the "
+            "directory with `sigap agencies import FILE`"
+        )
+
+    async def main() -> list[str]:
+        # migrate=False: a running controller of another version may use the database.
+        db = await Database.open(config.database_url, migrate=False)
+        try:
+            return [agency.code for agency in await AgencyStore(db).list_agencies()]
+        finally:
+            await db.close()
+
+    codes = asyncio.run(main())
+    if code not in codes:
+        known = ", ".join(codes) if codes else "none, the directory is empty"
+        raise CommandError(
+            f"agency {code!r} not found in the agency directory (agencies: {known}); "
+            "check the code with `sigap agencies list`, or import the directory "
+            "first with `sigap agencies import FILE`"
+        )
+
+
 def cmd_user_add(args: argparse.Namespace, config: Config) -> int:
-    check_new_user(
+    role = check_new_user(
         args.username, args.role, agency_code=args.agency, endpoint=args.endpoint,
         display_name=args.name,
     )
+    _check_endpoint(role, args.endpoint, config)
+    if role is Role.AGENCY:
+        _check_agency(args.agency, config)
     password = _read_password(args)
     check_password(password)
 

@@ -17,16 +17,21 @@ from sigap_pbx.store import Database
 PASSWORD = "correct horse battery"
 
 
+AGENCIES = Path(__file__).parents[2] / "docs" / "examples" / "agencies.yaml"
+
+
 def sigap(
-    state_dir: Path, *args: str, password: str | None = None
+    state_dir: Path, *args: str, password: str | None = None, config: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run `sigap ARGS` with its database in `state_dir`, and no config file."""
+    """Run `sigap ARGS` with its database in `state_dir`, and the default config
+    (operator endpoints op1 and op2, supervisor spv1) unless `config` is given."""
     env = {
         key: value for key, value in os.environ.items() if not key.startswith("SIGAP_")
     }
     env["SIGAP_SITE__STATE_DIR"] = str(state_dir)
+    config_args = () if config is None else ("--config", str(config))
     return subprocess.run(
-        [sys.executable, "-m", "sigap_pbx.cli", *args],
+        [sys.executable, "-m", "sigap_pbx.cli", *config_args, *args],
         input=None if password is None else password + "\n",
         capture_output=True,
         text=True,
@@ -66,6 +71,7 @@ def test_add_creates_database(tmp_path: Path) -> None:
 def test_list_table_and_json(tmp_path: Path) -> None:
     sigap(tmp_path, "user", "add", "admin1", "--role", "admin", "--password-stdin",
           password=PASSWORD)
+    sigap(tmp_path, "agencies", "import", str(AGENCIES))
     sigap(tmp_path, "user", "add", "damkar1", "--role", "agency", "--agency", "damkar",
           "--name", "Petugas Damkar", "--password-stdin", password=PASSWORD)
     sigap(tmp_path, "user", "add", "op1", "--role", "operator", "--endpoint", "op1",
@@ -115,8 +121,8 @@ def test_password_file(tmp_path: Path) -> None:
 
 
 def test_disable_and_enable(tmp_path: Path) -> None:
-    sigap(tmp_path, "user", "add", "op1", "--role", "operator", "--password-stdin",
-          password=PASSWORD)
+    sigap(tmp_path, "user", "add", "op1", "--role", "operator", "--endpoint", "op1",
+          "--password-stdin", password=PASSWORD)
 
     disabled = sigap(tmp_path, "user", "disable", "op1")
     with pytest.raises(SignInRejected):
@@ -135,7 +141,8 @@ def test_disable_and_enable(tmp_path: Path) -> None:
     ("args", "password", "message"),
     [
         (("add", "Budi", "--role", "operator"), PASSWORD, "username 'Budi' is invalid"),
-        (("add", "budi", "--role", "operator"), "short", "password must be 10 to 1024"),
+        (("add", "budi", "--role", "operator", "--endpoint", "op1"), "short",
+         "password must be 10 to 1024"),
         (("add", "damkar1", "--role", "agency"), PASSWORD,
          "has role agency but no agency code: give the agency with --agency CODE"),
         (("add", "op1", "--role", "operator", "--agency", "damkar"), PASSWORD,
@@ -208,3 +215,85 @@ def test_no_terminal_needs_password_option(tmp_path: Path) -> None:
 
     assert result.returncode == 1
     assert "use --password-stdin or --password-file" in result.stderr
+
+
+def test_operator_needs_endpoint(tmp_path: Path) -> None:
+    # No password option and no terminal: a check made after the password prompt
+    # would fail with the terminal message instead.
+    result = sigap(tmp_path, "user", "add", "op1", "--role", "operator")
+
+    assert result.returncode == 1
+    assert "role operator needs the endpoint" in result.stderr
+    assert "--endpoint NAME" in result.stderr
+    assert "op1, op2, spv1" in result.stderr
+    assert not (tmp_path / "sigap.db").exists()
+
+
+@pytest.mark.parametrize("role", ["operator", "supervisor"])
+def test_unknown_endpoint_rejected(tmp_path: Path, role: str) -> None:
+    result = sigap(tmp_path, "user", "add", "user1", "--role", role,
+                   "--endpoint", "op9")
+
+    assert result.returncode == 1
+    assert "endpoint 'op9' is not configured" in result.stderr
+    assert "configured endpoints are op1, op2, spv1" in result.stderr
+    assert "[[sip.operators]]" in result.stderr
+    assert not (tmp_path / "sigap.db").exists()
+
+
+def test_endpoints_come_from_config(tmp_path: Path) -> None:
+    config = tmp_path / "sigap.toml"
+    config.write_text(
+        '[[sip.operators]]\nendpoint = "desk1"\n\n'
+        '[sip.supervisor]\nendpoint = "boss1"\n',
+        encoding="utf-8",
+    )
+
+    default_name = sigap(tmp_path, "user", "add", "op1", "--role", "operator",
+                         "--endpoint", "op1", config=config)
+    operator = sigap(tmp_path, "user", "add", "desk1", "--role", "operator",
+                     "--endpoint", "desk1", "--password-stdin", password=PASSWORD,
+                     config=config)
+    supervisor = sigap(tmp_path, "user", "add", "boss1", "--role", "supervisor",
+                       "--endpoint", "boss1", "--password-stdin", password=PASSWORD,
+                       config=config)
+
+    assert default_name.returncode == 1
+    assert "configured endpoints are desk1, boss1" in default_name.stderr
+    assert operator.returncode == 0, operator.stderr
+    assert supervisor.returncode == 0, supervisor.stderr
+    assert sign_in(tmp_path, "desk1", PASSWORD) == "operator"
+
+
+def test_agency_needs_imported_directory(tmp_path: Path) -> None:
+    result = sigap(tmp_path, "user", "add", "damkar1", "--role", "agency",
+                   "--agency", "damkar")
+
+    assert result.returncode == 1
+    assert "agency 'damkar' not found" in result.stderr
+    assert "sigap agencies import" in result.stderr
+    assert not (tmp_path / "sigap.db").exists()
+
+
+def test_unknown_agency_rejected(tmp_path: Path) -> None:
+    sigap(tmp_path, "user", "add", "admin1", "--role", "admin", "--password-stdin",
+          password=PASSWORD)
+    before_import = sigap(tmp_path, "user", "add", "damkar1", "--role", "agency",
+                          "--agency", "damkar")
+    imported = sigap(tmp_path, "agencies", "import", str(AGENCIES))
+
+    unknown = sigap(tmp_path, "user", "add", "x1", "--role", "agency",
+                    "--agency", "pmi")
+    known = sigap(tmp_path, "user", "add", "damkar1", "--role", "agency",
+                  "--agency", "damkar", "--password-stdin", password=PASSWORD)
+
+    assert before_import.returncode == 1
+    assert "the directory is empty" in before_import.stderr
+    assert "sigap agencies import" in before_import.stderr
+    assert imported.returncode == 0, imported.stderr
+    assert unknown.returncode == 1
+    assert "agency 'pmi' not found" in unknown.stderr
+    assert "bpbd, damkar, polres, psc119, satpolpp" in unknown.stderr
+    assert "sigap agencies list" in unknown.stderr
+    assert known.returncode == 0, known.stderr
+    assert sign_in(tmp_path, "damkar1", PASSWORD) == "agency"
