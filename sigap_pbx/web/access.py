@@ -160,6 +160,9 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
     if request.method not in SAFE_METHODS and not await _csrf_matches(
         request, signed_in.session.csrf_token
     ):
+        if not is_api(request):
+            # A form from a page that was open across a sign-out and sign-in.
+            return _expired_form_page(request)
         return _error(
             403, "csrf_rejected",
             f"the request has no valid CSRF token: send the token from "
@@ -177,6 +180,14 @@ def _forbidden_page(request: web.Request) -> web.Response:
     from sigap_pbx.web.pages import language_of, render
 
     message = translate("error.forbidden", language_of(request))
+    return render(request, "error.html", status=403, error_status=403, message=message)
+
+
+def _expired_form_page(request: web.Request) -> web.Response:
+    from sigap_pbx.web.i18n import translate
+    from sigap_pbx.web.pages import language_of, render
+
+    message = translate("login.expired", language_of(request))
     return render(request, "error.html", status=403, error_status=403, message=message)
 
 

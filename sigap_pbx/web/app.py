@@ -248,6 +248,8 @@ async def errors_as_json(request: web.Request, handler: Any) -> web.StreamRespon
     except ApiError as exc:
         return exc.response()
     except web.HTTPNotFound:
+        if request.method == "GET" and not request.path.startswith("/api/"):
+            return _not_found_page(request)
         return ApiError(404, "not_found", f"no route for {request.path}").response()
     except web.HTTPMethodNotAllowed:
         return ApiError(
@@ -276,6 +278,21 @@ async def errors_as_json(request: web.Request, handler: Any) -> web.StreamRespon
         ).response()
 
 
+def _not_found_page(request: web.Request) -> web.Response:
+    from sigap_pbx.web.i18n import translate
+    from sigap_pbx.web.pages import language_of, render
+
+    message = translate("error.not_found", language_of(request))
+    return render(request, "error.html", status=404, error_status=404, message=message)
+
+
+async def _api_headers(request: web.Request, response: web.StreamResponse) -> None:
+    """Keep API replies, which carry callers' numbers and names, out of caches."""
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if request.path.startswith("/api/"):
+        response.headers.setdefault("Cache-Control", "no-store")
+
+
 def create_app(controller: Controller) -> web.Application:
     # The first middleware is the outermost, so a request with a foreign Host reaches
     # no handler.
@@ -284,6 +301,7 @@ def create_app(controller: Controller) -> web.Application:
     app = web.Application(middlewares=[reject_foreign_host, errors_as_json, authorize])
     app[CONTROLLER] = controller
     app[HOST_REJECTIONS] = itertools.count()
+    app.on_response_prepare.append(_api_headers)
     route(app, "GET", "/api/calls", list_calls, CALL_STAFF)
     route(app, "GET", "/api/calls/{call_id}", get_call, CALL_STAFF)
     route(app, "GET", "/api/live", live, CALL_STAFF)

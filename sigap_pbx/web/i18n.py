@@ -61,6 +61,9 @@ register({
         "Formulir kedaluwarsa. Muat ulang halaman lalu coba lagi.",
         "The form has expired. Reload the page and try again.",
     ),
+    "error.not_found": (
+        "Halaman ini tidak ada.", "This page does not exist."
+    ),
     "error.forbidden": (
         "Halaman ini bukan untuk peran Anda.", "This page is not for your role."
     ),

@@ -960,10 +960,15 @@ def operation_object(
 
 def api_routes(app: web.Application) -> list[tuple[str, str, frozenset[Any]]]:
     """Return (method, path, roles) of every /api route, HEAD left out."""
+    order = {"GET": 0, "POST": 1, "PUT": 2, "PATCH": 3, "DELETE": 4}
     return sorted(
-        (method, path, roles)
-        for (method, path), roles in route_roles(app).items()
-        if path.startswith("/api/") and method != "HEAD"
+        (
+            (method, path, roles)
+            for (method, path), roles in route_roles(app).items()
+            if path.startswith("/api/") and method != "HEAD"
+        ),
+        # By path, so that a resource's methods sit together in the docs.
+        key=lambda item: (item[1], order.get(item[0], 9), item[0]),
     )
 
 

@@ -294,6 +294,10 @@ async def test_csrf_required(controller: Controller, token: str | None) -> None:
             )
             if response.status != 403:
                 wrong.append(f"{method} {path}: {response.status}")
+            elif not path.startswith("/api/"):
+                # A page's form gets an HTML page asking to reload, not JSON.
+                if "Formulir kedaluwarsa" not in await response.text():
+                    wrong.append(f"{method} {path}: no expired-form page")
             elif (await response.json())["error"]["code"] != "csrf_rejected":
                 wrong.append(f"{method} {path}: wrong code")
         session = await client.get("/api/session")
@@ -701,3 +705,25 @@ async def test_allowed_hosts(database: Database) -> None:
     assert other.status == 421
     assert other_code == "host_not_allowed"
     assert suffix.status == 421
+
+
+async def test_unknown_page_is_html(anonymous: TestClient) -> None:
+    page = await anonymous.get("/no-such-page")
+    api = await anonymous.get("/api/no-such-route")
+
+    assert page.status == 404
+    assert page.content_type == "text/html"
+    assert "Halaman ini tidak ada." in await page.text()
+    assert api.status == 404
+    assert (await api.json())["error"]["code"] == "not_found"
+
+
+async def test_api_replies_not_cached(controller: Controller) -> None:
+    client = await signed_in_client(controller, "supervisor")
+    try:
+        response = await client.get("/api/session")
+    finally:
+        await client.close()
+
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
