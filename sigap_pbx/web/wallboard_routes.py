@@ -22,9 +22,11 @@ import structlog
 from aiohttp import web
 
 from sigap_pbx.ami.client import AmiActionFailed, AmiError
+from sigap_pbx.members.actions import PAUSE_REASONS
 from sigap_pbx.web import i18n
 from sigap_pbx.web.access import SUPERVISORS, route, user_of
 from sigap_pbx.web.app import CONTROLLER, ApiError
+from sigap_pbx.web.console_routes import PAUSE_LABELS_EN
 from sigap_pbx.web.pages import render
 from sigap_pbx.web.wallboard import wallboard_of
 from sigap_pbx.wire.dialstring import validate_endpoint
@@ -118,6 +120,69 @@ i18n.register({
     ),
     "wallboard.failed": ("Gagal", "Failed"),
     "wallboard.done": ("Selesai", "Done"),
+    # One label per alarm kind (docs/alarms.md). The alarm's own English message
+    # stays in the item's tooltip.
+    "wallboard.alarm.endpoint_unreachable": (
+        "Telepon {subject} tidak terjangkau", "Phone {subject} is unreachable"
+    ),
+    "wallboard.alarm.missed_calls": (
+        "{subject} tidak menjawab panggilan beruntun dan dijeda",
+        "{subject} left offered calls unanswered and is paused",
+    ),
+    "wallboard.alarm.below_minimum": (
+        "Operator siaga di antrean {subject} di bawah minimum shift",
+        "Fewer operators on post in queue {subject} than the shift minimum",
+    ),
+    "wallboard.alarm.nobody_available": (
+        "Tidak ada yang bisa menjawab di antrean {subject}",
+        "Nobody can answer in queue {subject}",
+    ),
+    "wallboard.alarm.long_wait": (
+        "Penelepon menunggu terlalu lama di antrean {subject}",
+        "Callers have waited too long in queue {subject}",
+    ),
+    "wallboard.alarm.report_unacknowledged": (
+        "Instansi belum mengonfirmasi laporan ({subject})",
+        "The agency has not acknowledged the report ({subject})",
+    ),
+    "wallboard.alarm.webhook_failed": (
+        "Pengiriman webhook gagal ({subject})", "Webhook delivery failed ({subject})"
+    ),
+    "wallboard.alarm.other": ("Alarm {kind}: {subject}", "Alarm {kind}: {subject}"),
+    # Error codes of Wallboard.shift_report, shown under the shift figures.
+    "wallboard.figures_error.roster_missing": (
+        (
+            "Belum ada roster tersimpan, jadi shift tidak diketahui. Simpan roster "
+            "dengan `sigap roster` dahulu."
+        ),
+        (
+            "No roster is saved, so the shift is unknown. Save a roster with "
+            "`sigap roster` first."
+        ),
+    ),
+    "wallboard.figures_error.shift_reports_unavailable": (
+        "Laporan shift belum berjalan.", "Shift reports have not started yet."
+    ),
+    "wallboard.figures_error.shift_report_failed": (
+        "Laporan shift gagal; lihat log controller.",
+        "The shift report failed; see the controller log.",
+    ),
+    "wallboard.figures_error.database_unavailable": (
+        "Basis data tidak tersedia, jadi angka shift tidak ada.",
+        "The database is unavailable, so there are no shift figures.",
+    ),
+    "wallboard.figures_error.other": (
+        "Angka shift tidak tersedia.", "The shift figures are unavailable."
+    ),
+    # Pause reasons, with the labels the operator console shows, and the reasons
+    # that the controller sets by itself.
+    **{
+        f"wallboard.pause_reason.{reason}": (label.capitalize(), PAUSE_LABELS_EN[reason])
+        for reason, label in PAUSE_REASONS.items()
+    },
+    "wallboard.pause_reason.wrapup": ("Wrap-up", "Wrap-up"),
+    "wallboard.pause_reason.unreachable": ("Tak terjangkau", "Unreachable"),
+    "wallboard.pause_reason.missed_calls": ("Panggilan terlewat", "Missed calls"),
 })
 
 

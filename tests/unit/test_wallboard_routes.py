@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from sigap_pbx.agencies import webhooks
+from sigap_pbx.agencies.dispatch import UNACKNOWLEDGED_ALARM
+from sigap_pbx.members import coverage, health, missed
+from sigap_pbx.members.actions import PAUSE_REASONS
+from sigap_pbx.roster.reporter import RosterUnavailable
+from sigap_pbx.web import i18n
 from sigap_pbx.web.wallboard_routes import SPY_CONTEXT
-from tests.unit.wallboard_fakes import FakeController, event, member_event
+from tests.unit.wallboard_fakes import FakeController, FakeReporter, event, member_event
 from tests.web_auth import signed_in_client
 
 SPY = "/api/wallboard/spy"
@@ -139,6 +145,82 @@ async def test_page_shows_not_synced(controller):
         await client.close()
     assert '<div id="sync-banner" class="alert-banner" role="alert">' in html
     assert body["synced"] is False
+
+
+ALARM_KINDS = [
+    coverage.BELOW_MINIMUM, coverage.NOBODY_AVAILABLE, coverage.LONG_WAIT,
+    health.ALARM_KIND, missed.ALARM_KIND, UNACKNOWLEDGED_ALARM, webhooks.ALARM_KIND,
+]
+
+
+async def page_html(controller, lang=None, **user):
+    client = await client_for(controller, "supervisor", **user)
+    try:
+        if lang is not None:
+            client.session.cookie_jar.update_cookies({"sigap_lang": lang})
+        return await (await client.get("/wallboard")).text()
+    finally:
+        await client.close()
+
+
+@pytest.mark.parametrize("kind", ALARM_KINDS)
+def test_every_alarm_kind_has_label(kind):
+    indonesian, english = i18n.MESSAGES[f"wallboard.alarm.{kind}"]
+    assert "{subject}" in indonesian
+    assert "{subject}" in english
+
+
+async def test_alarms_show_translated_label(controller):
+    controller.alarms.raise_alarm("endpoint_unreachable", "op1", "Phone op1 is gone")
+    controller.alarms.raise_alarm("mystery", "x1", "Something odd")
+
+    indonesian = await page_html(controller)
+    english = await page_html(controller, "en")
+
+    assert "Penelepon menunggu terlalu lama di antrean operators" in indonesian
+    assert "Telepon op1 tidak terjangkau" in indonesian
+    assert "Alarm mystery: x1" in indonesian
+    assert 'title="Caller &lt;b&gt;waiting&lt;/b&gt;"' in indonesian
+    assert 'title="Phone op1 is gone"' in indonesian
+    assert ">Phone op1 is gone<" not in indonesian
+    assert "Callers have waited too long in queue operators" in english
+    assert "Phone op1 is unreachable" in english
+
+
+async def test_figures_error_translated():
+    message = "no roster is saved, so shift windows are unknown"
+    controller = FakeController(FakeReporter(error=RosterUnavailable(message)))
+    try:
+        indonesian = await page_html(controller)
+        english = await page_html(controller, "en")
+    finally:
+        await controller.close()
+
+    assert "Belum ada roster tersimpan" in indonesian
+    assert f'title="{message}"' in indonesian
+    assert f">{message}<" not in indonesian
+    assert "No roster is saved, so the shift is unknown" in english
+
+
+async def test_pause_reasons_show_console_labels(controller):
+    indonesian = await page_html(controller)
+    english = await page_html(controller, "en")
+
+    for reason in PAUSE_REASONS:
+        indonesian_label, english_label = i18n.MESSAGES[f"wallboard.pause_reason.{reason}"]
+        assert f'<option value="{reason}">{indonesian_label}</option>' in indonesian
+        assert f'<option value="{reason}">{english_label}</option>' in english
+    assert '<option value="break">Istirahat</option>' in indonesian
+    assert '<option value="break">Break</option>' in english
+
+
+async def test_page_messages_carry_labels(controller):
+    html = await page_html(controller, "en")
+
+    assert '"alarm.long_wait": "Callers have waited too long in queue {subject}"' in html
+    assert '"alarm.other": "Alarm {kind}: {subject}"' in html
+    assert '"figures_error.roster_missing": "No roster is saved' in html
+    assert '"pause_reason.missed_calls": "Missed calls"' in html
 
 
 # Spying ------------------------------------------------------------------------------

@@ -18,9 +18,19 @@
   const duration = (seconds) => (seconds === null || seconds === undefined ? "—" : Sigap.duration(seconds));
   const clock = (iso) => (iso ? iso.slice(11, 16) : "");
 
-  function pauseLabel(snapshot, reason) {
-    if (context.lang === "id" && snapshot.pause_reasons[reason]) return snapshot.pause_reasons[reason];
-    return reason;
+  // The replacements are functions, so a "$" in an alarm's subject stays as it is.
+  const fill = (template, values) =>
+    template.replace(/\{(\w+)\}/g, (whole, name) => (name in values ? String(values[name]) : whole));
+
+  const pauseLabel = (reason) => text[`pause_reason.${reason}`] || reason;
+
+  function alarmLabel(alarm) {
+    const values = { kind: alarm.kind, subject: alarm.subject };
+    return fill(text[`alarm.${alarm.kind}`] || text["alarm.other"], values);
+  }
+
+  function figuresErrorLabel(error) {
+    return text[`figures_error.${error.code}`] || text["figures_error.other"];
   }
 
   function showMessage(message, failed) {
@@ -60,7 +70,9 @@
     }
     const error = document.getElementById("figures-error");
     error.hidden = !snapshot.figures_error;
-    error.textContent = snapshot.figures_error ? snapshot.figures_error.message : "";
+    error.textContent = snapshot.figures_error ? figuresErrorLabel(snapshot.figures_error) : "";
+    // The controller's own English message, with the fix, stays in the tooltip.
+    error.title = snapshot.figures_error ? snapshot.figures_error.message : "";
   }
 
   function queueSection(queue) {
@@ -89,7 +101,7 @@
     document.getElementById("queues").replaceChildren(...sections);
   }
 
-  function operatorRow(snapshot, operator) {
+  function operatorRow(operator) {
     const button = (cls, label) =>
       el("button", { type: "button", class: cls, "data-endpoint": operator.endpoint }, label);
     return el("tr", { "data-operator": operator.endpoint, "data-state": operator.state },
@@ -98,7 +110,7 @@
         text[`state.${operator.state}`] || operator.state)),
       el("td", { "data-field": "duration" }, duration(operator.seconds)),
       el("td", { "data-field": "pause_reason" },
-        operator.state === "paused" ? pauseLabel(snapshot, operator.pause_reason) : ""),
+        operator.state === "paused" ? pauseLabel(operator.pause_reason) : ""),
       el("td", { "data-field": "queues", class: "muted" }, operator.queues.map((q) => q.queue).join(", ")),
       el("td", { class: "actions" },
         button("spy-listen", text.listen), " ",
@@ -111,7 +123,7 @@
 
   function renderOperators(snapshot) {
     document.getElementById("operators").replaceChildren(
-      ...snapshot.operators.map((operator) => operatorRow(snapshot, operator)));
+      ...snapshot.operators.map(operatorRow));
   }
 
   function alarmItem(alarm) {
@@ -125,7 +137,8 @@
     }
     return el("li", { class: classes.join(" "), "data-alarm-id": alarm.id },
       el("span", { class: "alarm-time" }, clock(alarm.raised_at)), " ",
-      el("span", { class: "alarm-message" }, alarm.message), " ", tail);
+      el("span", { class: "alarm-message", "data-kind": alarm.kind, title: alarm.message },
+        alarmLabel(alarm)), " ", tail);
   }
 
   function renderAlarms(snapshot) {
