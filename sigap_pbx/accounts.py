@@ -55,9 +55,10 @@ MAX_FAILURES_PER_USERNAME = 20
 MAX_FAILURES_PER_ADDRESS = 30
 FAILURE_WINDOW = 900.0
 # Password checks that may run at once. argon2 takes a fraction of a second of CPU
-# per check, so they run in worker threads, off the event loop that also serves
-# AMI and FastAGI, and a burst of sign-ins waits for a slot.
-VERIFY_SLOTS = 2
+# per check, so they run in a worker thread, off the event loop that also follows
+# AMI and serves FastAGI. One at a time leaves the other cores to Asterisk and the
+# event loop, and a burst of sign-ins waits in line.
+VERIFY_SLOTS = 1
 
 _hasher = PasswordHasher()
 # Verified against when a username does not exist, so that the reply takes as long
