@@ -223,6 +223,17 @@ async def test_page_messages_carry_labels(controller):
     assert '"pause_reason.missed_calls": "Missed calls"' in html
 
 
+async def test_spy_buttons_need_own_phone(controller):
+    without_phone = await page_html(controller)
+    with_phone = await page_html(controller, endpoint="spv1")
+
+    for mode in ("listen", "whisper", "barge"):
+        button = f'class="spy-{mode}" data-endpoint="op1"'
+        assert f"{button} disabled" in without_phone
+        assert f"{button}>" in with_phone
+    assert 'class="op-pause" data-endpoint="op1">' in without_phone
+
+
 # Spying ------------------------------------------------------------------------------
 
 

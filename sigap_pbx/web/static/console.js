@@ -288,6 +288,15 @@
 
   // Own state -----------------------------------------------------------------------
 
+  // The states in which each state control applies. Any state but logged_off is
+  // in a queue, so it can log out; an unknown state enables none of them.
+  const CONTROL_STATES = {
+    login: ["logged_off"],
+    logout: ["available", "ringing", "on_call", "wrapup", "paused", "unreachable"],
+    pause: ["available", "wrapup"],
+    unpause: ["paused", "wrapup"],
+  };
+
   function setState(state) {
     const badge = document.querySelector('[data-field="my_state"]');
     const name = state ? state.state : "unknown";
@@ -295,6 +304,9 @@
     badge.className = `badge state-${name}`;
     badge.textContent = text[`state.${name}`] || name;
     if (state && state.paused_reason) badge.textContent += ` (${cap(state.paused_reason)})`;
+    for (const [id, states] of Object.entries(CONTROL_STATES)) {
+      document.getElementById(id).disabled = !myEndpoint || !states.includes(name);
+    }
   }
 
   async function operatorAction(action, body) {
@@ -312,6 +324,7 @@
   document.getElementById("unpause").addEventListener("click", () => operatorAction("unpause", {}));
   document.getElementById("login").addEventListener("click", () => operatorAction("login", {}));
   document.getElementById("logout").addEventListener("click", () => operatorAction("logout", {}));
+  setState(null);
 
   async function loadState(withCard = true) {
     try {

@@ -104,6 +104,15 @@
   function operatorRow(operator) {
     const button = (cls, label) =>
       el("button", { type: "button", class: cls, "data-endpoint": operator.endpoint }, label);
+    // Spying rings the supervisor's own phone, so an account without one cannot spy.
+    const spyButton = (cls, label) =>
+      el("button", {
+        type: "button",
+        class: cls,
+        "data-endpoint": operator.endpoint,
+        disabled: !context.own_endpoint,
+        title: context.own_endpoint ? null : text.no_phone,
+      }, label);
     return el("tr", { "data-operator": operator.endpoint, "data-state": operator.state },
       el("td", {}, el("b", {}, operator.name), " ", el("span", { class: "muted" }, operator.endpoint)),
       el("td", {}, el("span", { class: `badge state-${operator.state}`, "data-field": "state" },
@@ -113,9 +122,9 @@
         operator.state === "paused" ? pauseLabel(operator.pause_reason) : ""),
       el("td", { "data-field": "queues", class: "muted" }, operator.queues.map((q) => q.queue).join(", ")),
       el("td", { class: "actions" },
-        button("spy-listen", text.listen), " ",
-        button("spy-whisper", text.whisper), " ",
-        button("spy-barge", text.barge), " ",
+        spyButton("spy-listen", text.listen), " ",
+        spyButton("spy-whisper", text.whisper), " ",
+        spyButton("spy-barge", text.barge), " ",
         button("op-pause", text.pause), " ",
         button("op-unpause", text.unpause), " ",
         button("op-logout", text.logout)));
