@@ -1,5 +1,5 @@
-"""Page scripts in Chromium against the fake wallboard controller: which controls
-the console and the wallboard enable, and the wallboard's translated redraws.
+"""Page scripts in Chromium against the fake wallboard controller: the controls
+that the console and the wallboard enable, translated redraws and TV mode.
 
 No Asterisk is involved: AMI events go in through FakeAmi.emit, and the pages get
 the resulting snapshots over GET /api/events from an app on 127.0.0.1.
@@ -62,12 +62,14 @@ async def controller() -> AsyncIterator[FakeController]:
 
 
 async def open_page(
-    browser: Browser, controller: Any, role: str, path: str, **user: Any
+    browser: Browser, controller: Any, role: str, path: str,
+    viewport: tuple[int, int] = (1366, 768), **user: Any,
 ) -> tuple[Page, Any]:
     """Sign in a new user with `role` and open `path` in a browser context of its own."""
     client = await signed_in_client(controller, role, **user)
     base = str(client.make_url("/")).rstrip("/")
-    context = await browser.new_context()
+    width, height = viewport
+    context = await browser.new_context(viewport={"width": width, "height": height})
     await context.add_cookies(
         [{"name": SESSION_COOKIE, "value": client.session_token, "url": base}]
     )
@@ -168,3 +170,27 @@ async def test_wallboard_redraw_is_translated(browser, controller):
     finally:
         await page.context.close()
         await client.close()
+
+
+async def test_tv_mode_fills_screen(browser, controller):
+    page, client = await open_page(browser, controller, "supervisor", "/wallboard?tv=1",
+                                   viewport=(1920, 1080))
+    try:
+        await expect(page.locator("body")).to_have_class("wallboard-page wall")
+        await expect(page.locator("#wallboard-message")).to_be_hidden()
+        await expect(page.locator(".spy-listen").first).to_be_hidden()
+        font_size = await page.evaluate(
+            "parseFloat(getComputedStyle(document.body).fontSize)"
+        )
+        operators = await page.locator(".wb-operators").bounding_box()
+        body_grid = await page.locator(".wb-body").bounding_box()
+    finally:
+        await page.context.close()
+        await client.close()
+
+    # 1.5vw of 1920 px is 28.8 px.
+    assert font_size >= 28
+    assert operators is not None
+    assert body_grid is not None
+    assert operators["y"] + operators["height"] >= 1080 * 0.95
+    assert body_grid["width"] >= 1920 * 0.95

@@ -38,6 +38,7 @@
     node.hidden = false;
     node.textContent = message;
     node.classList.toggle("error", Boolean(failed));
+    node.classList.remove("no-phone");
   }
 
   // Parts of the page ------------------------------------------------------------
@@ -229,7 +230,11 @@
   }
 
   document.addEventListener("click", onClick);
-  if (!context.own_endpoint) showMessage(text.no_phone, false);
+  if (!context.own_endpoint) {
+    showMessage(text.no_phone, false);
+    // TV mode hides this notice, because the spy buttons are hidden there too.
+    document.getElementById("wallboard-message").classList.add("no-phone");
+  }
   // A (re)connected stream may have missed snapshots, so the page reloads one.
   Sigap.events({ wallboard: render }, reload);
 })();
