@@ -92,6 +92,8 @@ async def test_console_enables_controls_by_state(browser, controller):
         controller.ami.emit(member_event("QueueMemberPause", "op1", paused=True,
                                          reason="break"))
         await expect(badge).to_have_attribute("data-state", "paused")
+        # The reason as the pause menu names it, not its code.
+        await expect(badge).to_contain_text("(Istirahat)")
         await expect(page.locator("#pause")).to_be_disabled()
         await expect(page.locator("#unpause")).to_be_enabled()
         await expect(page.locator("#login")).to_be_disabled()

@@ -303,7 +303,13 @@
     badge.dataset.state = name;
     badge.className = `badge state-${name}`;
     badge.textContent = text[`state.${name}`] || name;
-    if (state && state.paused_reason) badge.textContent += ` (${cap(state.paused_reason)})`;
+    if (state && state.paused_reason) {
+      // Show the reason as the pause menu names it; codes without a menu entry
+      // (wrapup, unreachable, missed_calls) as they are.
+      const option = [...document.querySelectorAll('#state-controls select[name="pause_reason"] option')]
+        .find((item) => item.value === state.paused_reason);
+      badge.textContent += ` (${option ? option.textContent : cap(state.paused_reason)})`;
+    }
     for (const [id, states] of Object.entries(CONTROL_STATES)) {
       document.getElementById(id).disabled = !myEndpoint || !states.includes(name);
     }
