@@ -133,7 +133,8 @@ async def test_wallboard_without_phone_disables_spying(browser, controller):
         await expect(row).to_have_attribute("data-state", "paused")
         for index in range(9):
             await expect(spy.nth(index)).to_be_disabled()
-        await expect(row.locator(".op-pause")).to_be_enabled()
+        # The operator actions need no phone of the supervisor's own.
+        await expect(row.locator(".op-unpause")).to_be_enabled()
     finally:
         await page.context.close()
         await client.close()
@@ -149,6 +150,10 @@ async def test_wallboard_with_phone_enables_spying(browser, controller):
         await expect(row).to_have_attribute("data-state", "paused")
         await expect(row.locator(".spy-listen")).to_be_enabled()
         await expect(page.locator("#wallboard-message")).to_be_hidden()
+        # A paused operator can be unpaused or logged out, not paused again.
+        await expect(row.locator(".op-pause")).to_be_disabled()
+        await expect(row.locator(".op-unpause")).to_be_enabled()
+        await expect(row.locator(".op-logout")).to_be_enabled()
     finally:
         await page.context.close()
         await client.close()

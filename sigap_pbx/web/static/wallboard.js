@@ -102,9 +102,21 @@
     document.getElementById("queues").replaceChildren(...sections);
   }
 
+  // The states in which each operator action makes sense, as on the console.
+  const ACTION_STATES = {
+    "op-pause": ["available", "wrapup"],
+    "op-unpause": ["paused", "wrapup"],
+    "op-logout": ["available", "ringing", "on_call", "wrapup", "paused", "unreachable"],
+  };
+
   function operatorRow(operator) {
     const button = (cls, label) =>
-      el("button", { type: "button", class: cls, "data-endpoint": operator.endpoint }, label);
+      el("button", {
+        type: "button",
+        class: cls,
+        "data-endpoint": operator.endpoint,
+        disabled: !ACTION_STATES[cls].includes(operator.state),
+      }, label);
     // Spying rings the supervisor's own phone, so an account without one cannot spy.
     const spyButton = (cls, label) =>
       el("button", {
