@@ -365,7 +365,7 @@ class AccountService:
     ) -> None:
         """Write an audit entry for a rejected sign-in; log rather than raise on failure.
 
-        The rejection stands either way. Raising would turn it into a server error,
+        The sign-in is rejected either way. Raising would turn it into a server error,
         which a flood of bad sign-ins could otherwise cause by keeping the
         database busy.
         """

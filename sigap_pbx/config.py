@@ -82,7 +82,7 @@ class TrunkConfig(_Section):
     # Source addresses (or networks) the carrier sends from. Calls from anywhere else
     # are not identified as this trunk.
     match: list[str] = Field(default_factory=lambda: ["127.0.0.2"], min_length=1)
-    # Where calls out through this trunk go (callbacks, agency lines that are
+    # Destination of calls out through this trunk (callbacks, agency lines that are
     # numbers): "host:port" of the carrier's SIP side, such as "192.0.2.10:5060".
     # Left empty, the trunk takes no outgoing calls and such calls fail.
     outbound: Annotated[

@@ -150,7 +150,7 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
     user = signed_in.user
     if user.role not in rule:
         if not is_api(request) and request.method in SAFE_METHODS:
-            return _forbidden_page(request)
+            return _error_page(request, 403, "error.forbidden")
         allowed = ", ".join(sorted(role.value for role in rule))
         return _error(
             403, "forbidden",
@@ -162,7 +162,7 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
     ):
         if not is_api(request):
             # A form from a page that was open across a sign-out and sign-in.
-            return _expired_form_page(request)
+            return _error_page(request, 403, "login.expired")
         return _error(
             403, "csrf_rejected",
             f"the request has no valid CSRF token: send the token from "
@@ -174,21 +174,11 @@ async def authorize(request: web.Request, handler: Handler) -> web.StreamRespons
     return response
 
 
-def _forbidden_page(request: web.Request) -> web.Response:
-    """Render the 403 page for a signed-in user whose role may not open a page."""
-    from sigap_pbx.web.i18n import translate
-    from sigap_pbx.web.pages import language_of, render
+def _error_page(request: web.Request, status: int, message_key: str) -> web.Response:
+    # pages imports this module, so it is imported here rather than at the top.
+    from sigap_pbx.web.pages import error_page
 
-    message = translate("error.forbidden", language_of(request))
-    return render(request, "error.html", status=403, error_status=403, message=message)
-
-
-def _expired_form_page(request: web.Request) -> web.Response:
-    from sigap_pbx.web.i18n import translate
-    from sigap_pbx.web.pages import language_of, render
-
-    message = translate("login.expired", language_of(request))
-    return render(request, "error.html", status=403, error_status=403, message=message)
+    return error_page(request, status, message_key)
 
 
 async def _audit_action(
@@ -212,26 +202,10 @@ async def _audit_action(
         log.exception("web_action_audit_failed", user=user.username, path=request.path)
 
 
-def require_role(request: web.Request, *roles: Role) -> UserView:
-    user = user_of(request)
-    if user.role not in roles:
-        raise web.HTTPForbidden(reason="Forbidden")
-    return user
-
-
 def actor_of(request: web.Request) -> str:
     """Return the name written to the audit log for a request's action."""
     user = optional_user(request)
     return user.username if user is not None else "anonymous"
-
-
-def describe_rules(app: web.Application) -> list[dict[str, Any]]:
-    """Return every route with its allowed roles, for docs and tests."""
-    return [
-        {"method": method, "path": path, "roles": sorted(r.value for r in roles)}
-        for (method, path), roles in sorted(route_roles(app).items())
-        if method != "HEAD"
-    ]
 
 
 def claimed_actor(request: web.Request, claimed: Any = None) -> str:

@@ -249,7 +249,9 @@ async def errors_as_json(request: web.Request, handler: Any) -> web.StreamRespon
         return exc.response()
     except web.HTTPNotFound:
         if request.method == "GET" and not request.path.startswith("/api/"):
-            return _not_found_page(request)
+            from sigap_pbx.web.pages import error_page
+
+            return error_page(request, 404, "error.not_found")
         return ApiError(404, "not_found", f"no route for {request.path}").response()
     except web.HTTPMethodNotAllowed:
         return ApiError(
@@ -276,14 +278,6 @@ async def errors_as_json(request: web.Request, handler: Any) -> web.StreamRespon
             500, "internal_error",
             "the server failed on this request; the controller log has the details",
         ).response()
-
-
-def _not_found_page(request: web.Request) -> web.Response:
-    from sigap_pbx.web.i18n import translate
-    from sigap_pbx.web.pages import language_of, render
-
-    message = translate("error.not_found", language_of(request))
-    return render(request, "error.html", status=404, error_status=404, message=message)
 
 
 async def _api_headers(request: web.Request, response: web.StreamResponse) -> None:

@@ -25,12 +25,13 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from sigap_pbx.ami.client import AmiError
+from sigap_pbx.clock import Clock, utc_now
 from sigap_pbx.store.callbacks import CallbackOutcome, CallbackStore
 from sigap_pbx.web.access import CALL_STAFF
 from sigap_pbx.wire.ami import Event
@@ -64,13 +65,6 @@ DIAL_OUTCOMES = {
     "BUSY": CallbackOutcome.BUSY,
     "CANCEL": CallbackOutcome.CANCELLED,
 }
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
 
 def caller_text(value: str | None) -> str:
     """Return caller-supplied text without control characters, at most

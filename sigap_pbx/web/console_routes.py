@@ -288,7 +288,7 @@ async def console_state(request: web.Request) -> web.Response:
         card = found.to_dict() if found is not None else None
         live = getattr(controller, "live", None)
         if getattr(controller, "config", None) is not None and live is not None:
-            # The wallboard's view also knows a ringing phone, which device state
+            # The wallboard's view also tracks a ringing phone, which device state
             # shows as busy, so the console and the wallboard agree.
             state = wallboard_of(controller).state_of(user.endpoint)
         elif live is not None:

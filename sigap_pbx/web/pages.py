@@ -77,6 +77,12 @@ def render(
     )
 
 
+def error_page(request: web.Request, status: int, message_key: str) -> web.Response:
+    """Render error.html with the message `message_key` in the request's language."""
+    message = i18n.translate(message_key, language_of(request))
+    return render(request, "error.html", status=status, error_status=status, message=message)
+
+
 def page_headers() -> dict[str, str]:
     return {
         "Content-Security-Policy": CONTENT_SECURITY_POLICY,

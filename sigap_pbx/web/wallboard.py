@@ -22,11 +22,12 @@ import asyncio
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from sigap_pbx.clock import utc_now
 from sigap_pbx.live import Member
 from sigap_pbx.members.actions import PAUSE_REASONS
 from sigap_pbx.members.coverage import IN_CALL_STATES, UNREACHABLE_STATES
@@ -71,10 +72,6 @@ RINGING_STATUS = "ringing"
 # QueueMemberStatus `Status` values (AST_DEVICE_*) of a phone with no channel:
 # unknown and not in use. A ring that ended unseen ends with one of them.
 IDLE_DEVICE_STATUSES = frozenset({"0", "1"})
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 # Operator state ------------------------------------------------------------------
