@@ -44,6 +44,7 @@ async def clean_stack(stack: Stack):
     stack.asterisk("up")
     yield stack
     await stack.stop_phones()
+    await stack.stop_controllers()
 
 
 @pytest.fixture

@@ -104,6 +104,7 @@ class Stack:
     paths: InstancePaths
     work: Path
     phones: list[asyncio.subprocess.Process] = field(default_factory=list)
+    controllers: list[asyncio.subprocess.Process] = field(default_factory=list)
 
     # Asterisk ------------------------------------------------------------------------
 
@@ -307,11 +308,34 @@ class Stack:
             stdout=asyncio.subprocess.DEVNULL, stderr=open(log_path, "wb"),
         )
         proc.log_path = log_path  # type: ignore[attr-defined]
-        await self.wait_for(
-            lambda: '"ami_state_resynced"' in log_path.read_text(errors="replace"),
-            20, "controller process connected to AMI",
-        )
+        self.controllers.append(proc)
+        try:
+            await self.wait_for(
+                lambda: '"ami_state_resynced"' in log_path.read_text(errors="replace")
+                or proc.returncode is not None,
+                60, "controller process connected to AMI",
+            )
+        except AssertionError:
+            await self.kill(proc, signal.SIGKILL)
+            raise AssertionError(
+                "the controller process did not sync with AMI in 60 s; its log ends:\n"
+                + log_path.read_text(errors="replace")[-3000:]
+            ) from None
+        if proc.returncode is not None:
+            raise AssertionError(
+                f"the controller process exited with {proc.returncode}; its log ends:\n"
+                + log_path.read_text(errors="replace")[-3000:]
+            )
         return proc
+
+    async def stop_controllers(self) -> None:
+        """Kill every controller process a test started, thawing a frozen one first,
+        so that none keeps the FastAGI and web ports from the next test."""
+        for proc in self.controllers:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGCONT)
+            await self.kill(proc, signal.SIGKILL)
+        self.controllers.clear()
 
     @staticmethod
     async def kill(proc: asyncio.subprocess.Process, sig: int = signal.SIGKILL) -> None:
