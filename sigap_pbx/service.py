@@ -180,6 +180,7 @@ class Controller:
             self.paths.cel_db,
             cdr_path=self.paths.cdr_db,
             country_code=config.site.country_code,
+            live_linkedids=self._live_linkedids,
         )
         self._spawn(self.tracker.run_writer(), "store-writer")
         self.pauses = PauseTracker(MemberStore(self.db))
@@ -592,6 +593,16 @@ class Controller:
             raise
         except Exception:
             log.exception("reconcile_failed", reason=reason, cel=str(self.paths.cel_db))
+
+    async def _live_linkedids(self) -> set[str] | None:
+        """Return the linkedids of Asterisk's channels now, or None without AMI."""
+        if not self.ami.connected:
+            return None
+        try:
+            reply = await self.ami.action("CoreShowChannels", timeout=10)
+        except AmiError:
+            return None
+        return {event.as_dict().get("Linkedid", "") for event in reply.events}
 
     async def _reconcile_loop(self) -> None:
         while True:

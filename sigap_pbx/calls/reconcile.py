@@ -7,6 +7,12 @@ call that is missing from the store, or still `in_progress` there, the pass writ
 record from those rows, marked `reconciled`. Calls still in progress are left for a later
 pass, so the checkpoint never moves past their first row.
 
+A call whose channels died with Asterisk (a crash, a kill) never gets its LINKEDID_END.
+Left alone it would hold the checkpoint for ever, and once a batch of newer rows piled
+up behind it no later call would be read again. So a group with no row for ORPHAN_SECONDS
+is checked against the channels Asterisk has now; gone in two checks at least
+`settle_seconds` apart, it is written as ended at its last row.
+
 Reading is idempotent: a call the live path recorded in full is skipped, and the
 store's upsert keeps one record per uniqueid, so a pass may safely repeat rows.
 """
@@ -16,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +38,12 @@ from sigap_pbx.calls.cdr import (
     read_cdr_rows,
 )
 from sigap_pbx.calls.numbers import normalise_number
-from sigap_pbx.calls.tracker import CALLER_CLEARED_CAUSES, INBOUND_CONTEXT, endpoint_of
+from sigap_pbx.calls.tracker import (
+    CALLER_CLEARED_CAUSES,
+    INBOUND_CONTEXT,
+    endpoint_of,
+    unescape_display_name,
+)
 from sigap_pbx.store import CallOutcome, CallStore
 
 log = structlog.get_logger(__name__)
@@ -43,6 +55,8 @@ COLUMNS = (
     "appname, appdata, uniqueid, linkedid, peer, userdeftype, eventextra"
 )
 BATCH_ROWS = 20000
+# A group without LINKEDID_END and quiet this long is checked against the live channels.
+ORPHAN_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -146,7 +160,7 @@ def build_call(rows: list[CelRow], country_code: str) -> tuple[str, dict[str, An
         "channel": start.channame,
         "caller_number": normalise_number(start.cidnum, country_code),
         "caller_number_raw": start.cidnum,
-        "caller_name": start.cidname,
+        "caller_name": unescape_display_name(start.cidname),
         "trunk": endpoint_of(start.channame) or "",
         "dialled_number": start.exten,
         "arrived_at": start.at,
@@ -213,9 +227,17 @@ class Reconciler:
         cdr_path: Path | None = None,
         country_code: str = "62",
         settle_seconds: float = SETTLE_SECONDS,
+        live_linkedids: Callable[[], Awaitable[set[str] | None]] | None = None,
+        orphan_seconds: float = ORPHAN_SECONDS,
     ) -> None:
         self.store = store
         self.settle_seconds = settle_seconds
+        # Returns the linkedids of Asterisk's channels now, or None when it cannot tell
+        # (AMI down): then no group is taken for an orphan.
+        self.live_linkedids = live_linkedids
+        self.orphan_seconds = orphan_seconds
+        # linkedid -> monotonic time it was first seen with no live channel.
+        self._gone_since: dict[str, float] = {}
         self.cel_path = cel_path
         self.cdr_path = cdr_path
         self.country_code = country_code
@@ -257,21 +279,22 @@ class Reconciler:
             if await self.store.get_call(uniqueid=uniqueid) is not None:
                 continue
             call_id = await self.store.upsert_call(uniqueid, **fields)
-            for row in call_rows:
-                await self.store.add_event(
-                    call_id,
-                    at=row.end or row.start or datetime.now(UTC),
-                    source="cdr",
-                    kind="CDR",
-                    dedupe_key=f"cdr:{row.rowid}",
-                    data={
+            await self.store.add_events(call_id, [
+                {
+                    "at": row.end or row.start or datetime.now(UTC),
+                    "source": "cdr",
+                    "kind": "CDR",
+                    "dedupe_key": f"cdr:{row.rowid}",
+                    "data": {
                         "application": row.lastapp,
                         "data": row.lastdata,
                         "peer": row.dstchannel,
                         "disposition": row.disposition,
                         "billsec": row.billsec,
                     },
-                )
+                }
+                for row in call_rows
+            ])
             log.warning("call_reconciled_from_cdr", uniqueid=uniqueid, outcome=str(fields["outcome"]))
             written += 1
         await self.store.set_checkpoint(CDR_CHECKPOINT, str(rows[-1].rowid))
@@ -287,7 +310,8 @@ class Reconciler:
             by_linkedid[row.linkedid].append(row)
         # A call that ended moments ago is left to the live path, because its last
         # writes may still be queued. A later pass takes it if they never come.
-        settled_before = datetime.now(UTC).timestamp() - self.settle_seconds
+        now = datetime.now(UTC).timestamp()
+        settled_before = now - self.settle_seconds
         finished = {
             linkedid
             for linkedid, group in by_linkedid.items()
@@ -296,9 +320,20 @@ class Reconciler:
                 for r in group
             )
         }
+        quiet = [
+            linkedid
+            for linkedid, group in by_linkedid.items()
+            if linkedid not in finished
+            and not any(r.eventtype == "LINKEDID_END" for r in group)
+            and group[-1].eventtime <= now - self.orphan_seconds
+        ]
+        orphans = await self._orphans(quiet)
         written = 0
-        for linkedid in sorted(finished, key=lambda lid: by_linkedid[lid][0].rowid):
-            written += await self._reconcile_call(by_linkedid[linkedid])
+        for linkedid in sorted(finished | orphans, key=lambda lid: by_linkedid[lid][0].rowid):
+            written += await self._reconcile_call(
+                by_linkedid[linkedid], orphan=linkedid in orphans
+            )
+        finished |= orphans
         unfinished = [by_linkedid[lid][0].rowid for lid in by_linkedid if lid not in finished]
         full_batch = len(rows) >= BATCH_ROWS
         if unfinished:
@@ -311,11 +346,43 @@ class Reconciler:
         # next pass starts from its first row again. That is safe but repeats work.
         return written, full_batch and checkpoint > after
 
-    async def _reconcile_call(self, rows: list[CelRow]) -> int:
+    async def _orphans(self, quiet: list[str]) -> set[str]:
+        """Return the quiet groups whose channels are gone, twice, `settle_seconds` apart.
+
+        The second check keeps a call that ended during this pass, whose LINKEDID_END
+        was not yet written when the rows were read, from being taken for an orphan.
+        """
+        if not quiet or self.live_linkedids is None:
+            self._gone_since.clear()
+            return set()
+        live = await self.live_linkedids()
+        if live is None:
+            return set()
+        clock = asyncio.get_running_loop().time()
+        orphans = set()
+        still_gone = {}
+        for linkedid in quiet:
+            if linkedid in live:
+                continue
+            since = self._gone_since.get(linkedid, clock)
+            still_gone[linkedid] = since
+            if clock - since >= self.settle_seconds:
+                orphans.add(linkedid)
+        self._gone_since = {k: v for k, v in still_gone.items() if k not in orphans}
+        return orphans
+
+    async def _reconcile_call(self, rows: list[CelRow], *, orphan: bool = False) -> int:
         built = build_call(rows, self.country_code)
         if built is None:
             return 0
         uniqueid, fields = built
+        if orphan:
+            # Asterisk never wrote the end: the last row is the last thing known.
+            fields.setdefault("ended_at", rows[-1].at)
+            log.warning(
+                "call_reconciled_without_end", uniqueid=uniqueid, last_row=rows[-1].rowid,
+                fix="Asterisk stopped without hanging this call up; check its log for a crash",
+            )
         existing = await self.store.get_call(uniqueid=uniqueid)
         if existing is not None:
             live_outcome = existing.outcome != CallOutcome.IN_PROGRESS
@@ -333,22 +400,24 @@ class Reconciler:
                 if getattr(existing, k, None) is None or k in replaceable
             }
         call_id = await self.store.upsert_call(uniqueid, **fields)
-        for row in rows:
-            if row.uniqueid != uniqueid and row.eventtype not in ("BRIDGE_ENTER", "ANSWER"):
-                continue
-            await self.store.add_event(
-                call_id,
-                at=row.at,
-                source="cel",
-                kind=row.eventtype if row.eventtype != "sigap_overflow" else "USER_DEFINED",
-                dedupe_key=f"cel:{row.rowid}",
-                data={
+        # One statement for the whole timeline: a catch-up after a long gap writes
+        # thousands of calls, and a commit per row made that minutes on SQLite.
+        await self.store.add_events(call_id, [
+            {
+                "at": row.at,
+                "source": "cel",
+                "kind": row.eventtype if row.eventtype != "sigap_overflow" else "USER_DEFINED",
+                "dedupe_key": f"cel:{row.rowid}",
+                "data": {
                     "channel": row.channame,
                     "application": row.appname,
                     "data": row.appdata,
                     "peer": row.peer,
                     "extra": row.eventextra,
                 },
-            )
+            }
+            for row in rows
+            if row.uniqueid == uniqueid or row.eventtype in ("BRIDGE_ENTER", "ANSWER")
+        ])
         log.info("call_reconciled", uniqueid=uniqueid, outcome=str(fields.get("outcome")))
         return 1

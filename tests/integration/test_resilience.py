@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import signal
 import sqlite3
@@ -192,3 +194,43 @@ async def test_call_without_cel_rows_rebuilt_from_cdr(clean_stack: Stack, config
     assert call.outcome == "answered"
     assert call.operator == "op1"
     assert {event.source for event in call.events} == {"cdr"}
+
+
+async def test_call_cut_by_asterisk_crash_recorded(clean_stack: Stack, config, caller_number):
+    """A call Asterisk dies under never gets its LINKEDID_END; it is still recorded,
+    and the calls after it are not held back."""
+    stack = clean_stack
+    # op2 rings but never answers: the caller waits in the queue until Asterisk dies.
+    await stack.start_phone("op2", ring_ms=600_000)
+    stack.add_member("op2")
+    waiting = asyncio.ensure_future(stack.call(caller_number, hold_ms=2000, timeout=20))
+    await Stack.wait_for(
+        lambda: re.search(r"has [1-9]\d* call", stack.rx("queue show operators")),
+        15, "the caller queued",
+    )
+    pid = int((stack.paths.host / "asterisk.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    await asyncio.wait_for(waiting, 30)
+    stack.asterisk("up")
+
+    async with running_controller(config) as controller:
+        # Quiet for a second is enough here; production waits ORPHAN_SECONDS.
+        controller.reconciler.orphan_seconds = 1
+        after = "0812" + caller_number[4:][::-1]
+        await stack.start_phone("op1")
+        stack.add_member("op1")
+        result = await stack.call(after, hold_ms=1000)
+        assert result.ok, result.errors
+
+        number = normalised(caller_number)
+
+        async def recorded() -> bool:
+            return len(await records_from(config.database_url, number)) == 1
+
+        await Stack.wait_for(recorded, 40, "the cut call recorded")
+        await wait_for_final(config, after)
+    [call] = await records_from(config.database_url, number)
+    assert call.reconciled is True
+    assert call.outcome == "abandoned_in_queue"
+    assert call.ended_at is not None
+    assert call.queued_at is not None and call.ended_at >= call.queued_at

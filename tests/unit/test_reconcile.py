@@ -7,6 +7,7 @@ that CELGenUserEvent(sigap_overflow,<stage>) leaves.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from collections.abc import AsyncIterator
@@ -608,3 +609,105 @@ async def test_recent_end_left_for_later(store: CallStore, cel: CelFile) -> None
 
     reconciler.settle_seconds = 0
     assert await reconciler.run_pass("test") == 1
+
+
+# --- Calls Asterisk never ended ----------------------------------------------------
+
+
+class Channels:
+    """The linkedids AMI reports as live, and how often the reconciler asked."""
+
+    def __init__(self, live: set[str] | None) -> None:
+        self.live = live
+        self.asked = 0
+
+    async def __call__(self) -> set[str] | None:
+        self.asked += 1
+        return self.live
+
+
+def crashed_call(cel: CelFile) -> tuple[Call, int]:
+    """A caller in the queue when Asterisk died, after one finished call: no HANGUP
+    and no LINKEDID_END."""
+    answered(cel, "1796409216.9")
+    call = Call(cel, "1796409300.5", start=100.0)
+    first = call.arrive()
+    call.enter_queue(0.2)
+    return call, first
+
+
+async def test_call_without_end_written_once_gone_twice(
+    store: CallStore, cel: CelFile
+) -> None:
+    crashed, _ = crashed_call(cel)
+    later = answered(cel, "1796409400.7", start=200.0)
+    channels = Channels(set())
+    reconciler = Reconciler(
+        store, cel.path, country_code="62", settle_seconds=0.2, live_linkedids=channels
+    )
+
+    # First sight: gone, but one check is not enough.
+    assert await reconciler.run_pass("test") == 2
+    assert await store.get_call(uniqueid=crashed.linkedid) is None
+    assert (await stored(store, later.linkedid)).outcome == "answered"
+
+    await asyncio.sleep(0.25)
+    assert await reconciler.run_pass("test") == 1
+
+    call = await stored(store, crashed.linkedid)
+    assert call.outcome == "abandoned_in_queue"
+    assert call.reconciled is True
+    # The queue entry is the last row Asterisk wrote for it.
+    assert call.ended_at == at(100.2)
+    assert channels.asked == 2
+    # The checkpoint is free again: it is at the last row read.
+    last_row = sqlite3.connect(cel.path).execute("SELECT max(AcctId) FROM cel").fetchone()[0]
+    assert await store.get_checkpoint(CHECKPOINT) == str(last_row)
+
+
+async def test_call_with_live_channel_kept_open(store: CallStore, cel: CelFile) -> None:
+    crashed, first = crashed_call(cel)
+    channels = Channels({crashed.linkedid})
+    reconciler = Reconciler(
+        store, cel.path, country_code="62", settle_seconds=0, live_linkedids=channels
+    )
+
+    for _ in range(3):
+        await reconciler.run_pass("test")
+
+    assert channels.asked == 3
+    assert await store.get_call(uniqueid=crashed.linkedid) is None
+    assert await store.get_checkpoint(CHECKPOINT) == str(first - 1)
+
+
+async def test_call_kept_open_while_channels_unknown(store: CallStore, cel: CelFile) -> None:
+    crashed, first = crashed_call(cel)
+    channels = Channels(None)
+    reconciler = Reconciler(
+        store, cel.path, country_code="62", settle_seconds=0, live_linkedids=channels
+    )
+
+    await reconciler.run_pass("test")
+    await reconciler.run_pass("test")
+
+    assert await store.get_call(uniqueid=crashed.linkedid) is None
+    assert await store.get_checkpoint(CHECKPOINT) == str(first - 1)
+
+
+async def test_recent_rows_not_checked_against_channels(
+    store: CallStore, cel: CelFile
+) -> None:
+    now = datetime.now(UTC).timestamp()
+    call = Call(cel, "1796409300.5", start=now - T0 - 30)
+    call.arrive()
+    call.enter_queue(0.2)
+    channels = Channels(set())
+    reconciler = Reconciler(
+        store, cel.path, country_code="62", settle_seconds=0, live_linkedids=channels
+    )
+
+    await reconciler.run_pass("test")
+    await reconciler.run_pass("test")
+
+    assert channels.asked == 0
+    assert await store.get_call(uniqueid=call.linkedid) is None
