@@ -21,16 +21,20 @@ CALLER_TEXT_LIMIT characters before it is published.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from sigap_pbx.ami.client import AmiError
+from sigap_pbx.calls.asterisk_db import query_asterisk_db
+from sigap_pbx.calls.tracker import unescape_display_name
 from sigap_pbx.clock import Clock, utc_now
 from sigap_pbx.store.callbacks import CallbackOutcome, CallbackStore
 from sigap_pbx.web.access import CALL_STAFF
@@ -170,7 +174,7 @@ class CallCards:
             endpoint=endpoint,
             uniqueid=uniqueid,
             caller_number=caller_text(event.get("CallerIDNum")),
-            caller_name=caller_text(event.get("CallerIDName")),
+            caller_name=caller_text(unescape_display_name(event.get("CallerIDName"))),
             queue=caller_text(event.get("Queue")),
             state="ringing",
             since=self.clock(),
@@ -198,6 +202,38 @@ class CallCards:
 
 
 # Callbacks --------------------------------------------------------------------------
+
+
+def callback_cel_rows(path: Path, uniqueid: str) -> list[tuple[str, str, str]]:
+    """Return (eventtype, userdeftype, eventextra) of the CEL rows of a callback's
+    operator channel (blocking; run it in a thread)."""
+    return query_asterisk_db(
+        path,
+        "SELECT eventtype, userdeftype, eventextra FROM cel WHERE uniqueid = ? ORDER BY AcctId",
+        (uniqueid,),
+    )
+
+
+def outcome_from_cel(rows: list[tuple[str, str, str]]) -> CallbackOutcome | None:
+    """Return a callback's outcome from its operator channel's CEL rows, or None
+    while that channel has not hung up.
+
+    The dialplan leaves a `sigap_callback` mark with the Dial() status. Without it,
+    the operator's phone either never answered or was hung up before the Dial().
+    """
+    answered = False
+    for eventtype, userdeftype, extra in rows:
+        if userdeftype == "sigap_callback":
+            try:
+                status = str(json.loads(extra or "{}").get("extra", "")).upper()
+            except (ValueError, AttributeError):
+                status = ""
+            return DIAL_OUTCOMES.get(status, CallbackOutcome.FAILED)
+        if eventtype == "ANSWER":
+            answered = True
+        if eventtype == "HANGUP":
+            return CallbackOutcome.CANCELLED if answered else CallbackOutcome.OPERATOR_NO_ANSWER
+    return None
 
 
 @dataclass
@@ -230,10 +266,12 @@ class CallbackDialer:
         presented_number: str,
         clock: Clock = utc_now,
         action_timeout: float = 5.0,
+        cel_path: Path | None = None,
     ) -> None:
         self.ami = ami
         self.store = store
         self.feed = feed
+        self.cel_path = cel_path
         self.trunk = validate_endpoint(trunk, field="trunk")
         self.presented_number = validate_callback_number(presented_number)
         self.clock = clock
@@ -312,6 +350,51 @@ class CallbackDialer:
         return {"attempt_id": attempt_id, "call_id": call_id, "endpoint": endpoint,
                 "uniqueid": uniqueid, "outcome": attempt.outcome,
                 "started_at": started_at.isoformat()}
+
+    async def settle_unfinished(self) -> int:
+        """Give an outcome to the attempts still `calling` that no event will end.
+
+        Run after every AMI login: an attempt from an earlier run of the controller,
+        or one whose events fell in an AMI gap, would otherwise stay `calling`. The
+        outcome comes from the CEL rows of the operator's channel. An attempt whose
+        channel is still up is followed by its events again; one whose channel is
+        gone without any row is recorded as failed. Returns how many were settled.
+        """
+        attempts = await self.store.unfinished_attempts()
+        if not attempts:
+            return 0
+        try:
+            reply = await self.ami.action("CoreShowChannels", timeout=self.action_timeout)
+        except AmiError as exc:
+            log.warning("callback_settle_deferred", error=str(exc))
+            return 0
+        live = {event.get("Uniqueid") or "" for event in reply.events}
+        # The channel of an Originate sent moments ago may not exist yet.
+        young = self.clock() - timedelta(milliseconds=OPERATOR_RING_MS)
+        settled = 0
+        for view in attempts:
+            uniqueid = view.uniqueid or ""
+            rows = []
+            if self.cel_path is not None and uniqueid:
+                rows = await asyncio.to_thread(callback_cel_rows, self.cel_path, uniqueid)
+            outcome = outcome_from_cel(rows)
+            known = self.attempts.get(uniqueid)
+            if outcome is None:
+                if uniqueid in live or (known is not None and view.started_at > young):
+                    if known is None:
+                        self.attempts[uniqueid] = Attempt(
+                            view.id, view.call_id, uniqueid, view.endpoint,
+                            operator_answered=any(row[0] == "ANSWER" for row in rows),
+                        )
+                    continue
+                outcome = CallbackOutcome.FAILED
+            attempt = known or Attempt(view.id, view.call_id, uniqueid, view.endpoint)
+            attempt.outcome = outcome.value
+            self._finish(attempt, outcome)
+            settled += 1
+        if settled:
+            log.warning("callbacks_settled", count=settled)
+        return settled
 
     # Events --------------------------------------------------------------------------
 
@@ -426,9 +509,16 @@ def attach(controller: Any) -> None:
         presented_number=config.sip.emergency_numbers[0],
         clock=controller.clock,
         action_timeout=config.ami.action_timeout,
+        cel_path=controller.paths.cel_db,
     )
     controller.call_cards = cards
     controller.callback_dialer = dialer
     controller.ami.add_event_listener(cards.on_event)
     controller.ami.add_event_listener(dialer.on_event)
+
+    async def settle_after_login() -> None:
+        # In a task of its own: reading CEL must not hold up the other listeners.
+        controller._spawn(dialer.settle_unfinished(), "callback-settle")
+
+    controller.ami.add_connect_listener(settle_after_login)
     controller._spawn(dialer.run_writer(), "callback-writer")

@@ -14,7 +14,8 @@ from typing import Any
 
 import aiohttp
 
-from sigap_pbx.store.callbacks import CallbackStore
+from sigap_pbx.store.callbacks import CallbackOutcome, CallbackStore
+from sigap_pbx.web.console import callback_cel_rows, outcome_from_cel
 from tests.integration.stack import (
     CARRIER_IP,
     Stack,
@@ -96,6 +97,9 @@ async def test_callback_reaches_caller_through_trunk(clean_stack: Stack, config,
                 assert attempt.caller_number == caller_number
                 assert attempt.channel is not None and attempt.channel.startswith("PJSIP/op1-")
                 assert attempt.uniqueid == body["uniqueid"]
+                # The result is in CEL too, for a controller that misses the event.
+                rows = callback_cel_rows(stack.paths.cel_db, attempt.uniqueid)
+                assert outcome_from_cel(rows) == CallbackOutcome.ANSWERED
                 after = await (await session.get(f"{base}/api/callbacks")).json()
                 assert call_id not in [item["call_id"] for item in after["callbacks"]]
     finally:

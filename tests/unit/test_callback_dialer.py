@@ -4,6 +4,7 @@ the events of a fake AMI server."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -216,3 +217,114 @@ def test_invalid_trunk_rejected() -> None:
     with pytest.raises(ValueError):
         CallbackDialer(object(), object(), Feed(), trunk="carrier&x",  # type: ignore[arg-type]
                        presented_number="112")
+
+
+# --- Attempts left `calling` by an earlier run or an AMI gap -----------------------
+
+
+def channels_reply(*uniqueids: str):
+    """Return a CoreShowChannels reply function listing channels with `uniqueids`."""
+
+    def reply(action: Message) -> bytes:
+        action_id = action.action_id or ""
+        events = [
+            ami_bytes(("Event", "CoreShowChannel"), ("Uniqueid", uniqueid),
+                      ("Linkedid", uniqueid), ("Channel", "PJSIP/op1-00000001"),
+                      ("ActionID", action_id))
+            for uniqueid in uniqueids
+        ]
+        return b"".join([
+            success(action, "Channels will follow", ("EventList", "start")),
+            *events,
+            ami_bytes(("Event", "CoreShowChannelsComplete"), ("ActionID", action_id),
+                      ("EventList", "Complete"), ("ListItems", str(len(uniqueids)))),
+        ])
+
+    return reply
+
+
+def write_cel(path: Path, rows: list[tuple[str, str, str, str]]) -> None:
+    """Write CEL rows of (uniqueid, eventtype, userdeftype, eventextra)."""
+    connection = sqlite3.connect(path)
+    with connection:
+        connection.execute(
+            "CREATE TABLE IF NOT EXISTS cel (AcctId INTEGER PRIMARY KEY, uniqueid, "
+            "eventtype, userdeftype, eventextra)"
+        )
+        connection.executemany(
+            "INSERT INTO cel (uniqueid, eventtype, userdeftype, eventextra) VALUES (?, ?, ?, ?)",
+            rows,
+        )
+    connection.close()
+
+
+async def left_calling(rig: Rig, uniqueid: str, *, started_at: datetime = T0) -> int:
+    """Insert an attempt as an earlier run left it: `calling`, unknown to the dialer."""
+    return await rig.store.insert_attempt(
+        call_id=rig.call_id, caller_number="081234567890", username="ani",
+        endpoint="op1", started_at=started_at, uniqueid=uniqueid,
+    )
+
+
+@pytest.mark.parametrize(
+    ("rows", "outcome"),
+    [
+        ([("CHAN_START", "", ""), ("ANSWER", "", ""),
+          ("USER_DEFINED", "sigap_callback", '{"extra":"ANSWER"}'), ("HANGUP", "", "")],
+         "answered"),
+        ([("CHAN_START", "", ""), ("ANSWER", "", ""),
+          ("USER_DEFINED", "sigap_callback", '{"extra":"BUSY"}')], "busy"),
+        ([("CHAN_START", "", ""), ("ANSWER", "", ""),
+          ("USER_DEFINED", "sigap_callback", '{"extra":"CHANUNAVAIL"}')], "failed"),
+        ([("CHAN_START", "", ""), ("HANGUP", "", "")], "operator_no_answer"),
+        ([("CHAN_START", "", ""), ("ANSWER", "", ""), ("HANGUP", "", "")], "cancelled"),
+        # Gone from Asterisk with no trace in CEL.
+        ([], "failed"),
+    ],
+)
+async def test_attempt_left_calling_settled_from_cel(
+    rig: Rig, tmp_path: Path, rows: list, outcome: str
+) -> None:
+    cel = tmp_path / "cel.db"
+    write_cel(cel, [("sigap-callback-old", *row) for row in rows]
+              + [("sigap-callback-other", "HANGUP", "", "")])
+    attempt_id = await left_calling(rig, "sigap-callback-old")
+    rig.fake.replies["CoreShowChannels"] = channels_reply()
+    rig.dialer.cel_path = cel
+
+    assert await rig.dialer.settle_unfinished() == 1
+
+    await rig.outcome(attempt_id, outcome)
+    (attempt,) = await rig.store.list_attempts(rig.call_id)
+    assert attempt.ended_at is not None
+
+
+async def test_attempt_with_live_channel_followed_again(rig: Rig, tmp_path: Path) -> None:
+    cel = tmp_path / "cel.db"
+    write_cel(cel, [("sigap-callback-old", "CHAN_START", "", ""),
+                    ("sigap-callback-old", "ANSWER", "", "")])
+    attempt_id = await left_calling(rig, "sigap-callback-old")
+    rig.fake.replies["CoreShowChannels"] = channels_reply("sigap-callback-old")
+    rig.dialer.cel_path = cel
+
+    assert await rig.dialer.settle_unfinished() == 0
+    await rig.dialer.flush()
+    (attempt,) = await rig.store.list_attempts(rig.call_id)
+    assert attempt.outcome == "calling"
+
+    # Its events are followed again: the operator hangs up before the caller answers.
+    rig.send(("Event", "Hangup"), ("Uniqueid", "sigap-callback-old"),
+             ("Channel", "PJSIP/op1-00000001"))
+    await rig.outcome(attempt_id, "cancelled")
+
+
+async def test_settling_waits_when_channels_unknown(rig: Rig, tmp_path: Path) -> None:
+    attempt_id = await left_calling(rig, "sigap-callback-old")
+    rig.fake.replies["CoreShowChannels"] = lambda action: error(action, "Permission denied")
+    rig.dialer.cel_path = tmp_path / "absent.db"
+
+    assert await rig.dialer.settle_unfinished() == 0
+    await rig.dialer.flush()
+    (attempt,) = await rig.store.list_attempts(rig.call_id)
+    assert attempt.id == attempt_id
+    assert attempt.outcome == "calling"
