@@ -17,7 +17,7 @@ from typing import Any
 
 from sigap_pbx.calls.asterisk_db import query_asterisk_db
 from sigap_pbx.calls.numbers import normalise_number
-from sigap_pbx.calls.tracker import endpoint_of
+from sigap_pbx.calls.tracker import endpoint_of, unescape_display_name
 from sigap_pbx.store import CallOutcome
 
 CDR_COLUMNS = (
@@ -103,7 +103,7 @@ def cel_linkedids(path: Path, linkedids: list[str]) -> set[str]:
 def _caller_name(clid: str) -> str:
     """Return the name part of a CDR clid such as `"Warga" <0812...>`."""
     if clid.startswith('"') and '" <' in clid:
-        return clid[1 : clid.index('" <')]
+        return unescape_display_name(clid[1 : clid.rindex('" <')])
     return ""
 
 

@@ -471,7 +471,7 @@ class CallTracker:
             channel=channel,
             caller_number=normalise_number(number, self.country_code),
             caller_number_raw=number,
-            caller_name=_caller_id_text(raw_name),
+            caller_name=_caller_id_text(unescape_display_name(raw_name)),
             trunk=endpoint_of(channel) or "",
             dialled_number=dialled,
             arrived_at=arrived_at,
@@ -683,6 +683,18 @@ def merge_ops(batch: list[StoreOp]) -> list[StoreOp]:
         if uniqueid in events:
             merged.append(StoreOp("events", uniqueid, {"events": events[uniqueid]}))
     return merged
+
+
+_QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
+
+
+def unescape_display_name(value: str | None) -> str:
+    """Undo the quoted-pair escapes of a SIP display name: `\\"` is `"`, `\\\\` is `\\`.
+
+    Asterisk passes a quoted display name on with its escapes, so a caller who
+    sends `"Pak \\"Budi\\""` would otherwise be shown with the backslashes.
+    """
+    return _QUOTED_PAIR.sub(r"\1", value or "")
 
 
 def _caller_id_text(value: str | None) -> str:

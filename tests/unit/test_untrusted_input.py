@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from sigap_pbx.calls.cdr import _caller_name
 from sigap_pbx.calls.tracker import MAX_CALLER_ID_LENGTH, CallTracker
 from sigap_pbx.live import LiveView
 from sigap_pbx.logs import safe_log_text, strip_control_characters
@@ -87,6 +88,33 @@ async def test_colon_in_caller_name_kept(tracker: CallTracker, store: CallStore)
     await tracker.flush()
 
     assert (await only_call(store)).caller_name == "Unit 7: Budi"
+
+
+@pytest.mark.parametrize(
+    ("sent", "shown"),
+    [
+        ('Pak \\"Budi\\"', 'Pak "Budi"'),
+        ("C:\\\\temp", "C:\\temp"),
+        ("no escapes", "no escapes"),
+        # A trailing lone backslash is not a quoted pair and is kept.
+        ("end\\", "end\\"),
+    ],
+)
+async def test_display_name_escapes_undone(
+    tracker: CallTracker, store: CallStore, sent: str, shown: str
+) -> None:
+    # What Asterisk passes on for the quoted SIP display name "Pak \"Budi\"".
+    caller = replace(CALLER_AT_TRUNK, caller_name=sent)
+
+    feed(tracker, parse(event("Newchannel", 0.0, caller)))
+    await tracker.flush()
+
+    assert (await only_call(store)).caller_name == shown
+
+
+def test_cdr_display_name_escapes_undone() -> None:
+    assert _caller_name('"Pak \\"Budi\\"" <081234567890>') == 'Pak "Budi"'
+    assert _caller_name("081234567890") == ""
 
 
 @pytest.mark.parametrize("number", [DIAL_STRING_BREAKOUT, "0812\r\nAction: Originate"])
