@@ -9,12 +9,15 @@ or all of them.
 publishes `dispatch.new` when a report is sent to an agency and
 `dispatch.updated` after each status change, both to that agency's staff and to
 supervisors and admins. Dispatches made by another process, such as the
-`sigap reports dispatch` command, publish nothing, so the page also reloads its
-list every RELOAD_SECONDS.
+`sigap reports dispatch` command, are found by OutsideDispatches, which looks for
+new unacknowledged dispatches every OUTSIDE_POLL_SECONDS while a page is open.
+The page also reloads its list every RELOAD_SECONDS, for status changes made
+elsewhere.
 """
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -36,8 +39,10 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 
-# The page reloads its list this often, to catch dispatches that published no event.
+# The page reloads its list this often, to catch changes that published no event.
 RELOAD_SECONDS = 60
+# How often the controller looks for dispatches another process made.
+OUTSIDE_POLL_SECONDS = 5.0
 
 i18n.register({
     "portal.title": ("Portal instansi", "Agency portal"),
@@ -98,6 +103,51 @@ def event_data(view: DispatchView) -> dict[str, Any]:
     return view.to_dict()
 
 
+class OutsideDispatches:
+    """Announce the dispatches this server did not make, such as the command's.
+
+    Each check lists the unacknowledged dispatches and publishes `dispatch.new` for
+    those not seen before. While no agency page is open nothing is read; the first
+    check after that only takes note of what is there, because a page that opens
+    loads the whole list itself.
+    """
+
+    def __init__(self, store: Any, feed: Any) -> None:
+        self.store = store
+        self.feed = feed
+        self.seen: set[int] | None = None
+
+    def mark_seen(self, dispatch_id: int) -> None:
+        if self.seen is not None:
+            self.seen.add(dispatch_id)
+
+    async def check(self) -> int:
+        """Publish the new outside dispatches; return how many were published."""
+        if not self.feed.has_subscribers(AGENCY_STAFF):
+            self.seen = None
+            return 0
+        waiting = await self.store.list_unacknowledged()
+        baseline = self.seen is None
+        published = 0
+        for view in waiting:
+            if not baseline and view.id not in self.seen:
+                self.feed.publish("dispatch.new", event_data(view), roles=AGENCY_STAFF,
+                                  agency=view.agency_code)
+                published += 1
+        self.seen = {view.id for view in waiting}
+        return published
+
+    async def run(self, interval: float = OUTSIDE_POLL_SECONDS) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.check()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outside_dispatch_check_failed")
+
+
 def attach(controller: Controller) -> None:
     """Publish feed events for new dispatches and dispatch status changes."""
     reports = controller.reports
@@ -106,10 +156,14 @@ def attach(controller: Controller) -> None:
         log.warning("portal_events_not_attached", reason="agency services not started")
         return
     feed = controller.feed
+    outside = OutsideDispatches(dispatches.store, feed)
+    controller.outside_dispatches = outside
+    controller._spawn(outside.run(), "outside-dispatches")
 
     async def announce_dispatch(outcome: DispatchOutcome) -> None:
         for code in outcome.sent:
             view = await dispatches.find(outcome.report_id, code)
+            outside.mark_seen(view.id)
             feed.publish("dispatch.new", event_data(view), roles=AGENCY_STAFF, agency=code)
 
     async def announce_change(view: DispatchView) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -33,6 +34,11 @@ class FakeController:
     reports: ReportService
     dispatches: DispatchService
     feed: Feed = field(default_factory=Feed)
+    tasks: list[asyncio.Task[Any]] = field(default_factory=list)
+    outside_dispatches: portal_routes.OutsideDispatches | None = None
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        self.tasks.append(asyncio.create_task(coro, name=name))
 
 
 @dataclass
@@ -62,6 +68,9 @@ async def portal(tmp_path: Path) -> AsyncIterator[Portal]:
     )
     result = Portal(controller, db)
     yield result
+    for task in controller.tasks:
+        task.cancel()
+    await asyncio.gather(*controller.tasks, return_exceptions=True)
     for client in result.clients:
         await client.close()
     await db.close()
@@ -206,3 +215,61 @@ async def test_page_rejects_operator(portal: Portal) -> None:
     response = await client.get("/portal")
 
     assert response.status == 403
+
+
+async def test_outside_dispatch_announced(portal: Portal) -> None:
+    """A dispatch made by another process (the command) reaches the open pages."""
+    controller = portal.controller
+    portal_routes.attach(controller)  # type: ignore[arg-type]
+    outside = controller.outside_dispatches
+    assert outside is not None
+    earlier = await add_report(portal.db)
+    await controller.reports.dispatch(earlier, ["polisi"], "op1")
+    damkar = controller.feed.subscribe(user(Role.AGENCY, "damkar"))
+    polisi = controller.feed.subscribe(user(Role.AGENCY, "polisi"))
+    # The first check takes note of what is waiting already.
+    assert await outside.check() == 0
+
+    # The command writes through services of its own, which tell this feed nothing.
+    other_process = ReportService(portal.db, Config(), clock=FakeClock())
+    report_id = await add_report(portal.db)
+    await other_process.dispatch(report_id, ["damkar"], "cli")
+    assert drain(damkar) == []
+
+    assert await outside.check() == 1
+    [event] = drain(damkar)
+    assert event.kind == "dispatch.new"
+    assert event.data["report_id"] == report_id
+    assert drain(polisi) == []
+    # Announced once only.
+    assert await outside.check() == 0
+
+
+async def test_own_dispatch_not_announced_twice(portal: Portal) -> None:
+    controller = portal.controller
+    portal_routes.attach(controller)  # type: ignore[arg-type]
+    outside = controller.outside_dispatches
+    assert outside is not None
+    damkar = controller.feed.subscribe(user(Role.AGENCY, "damkar"))
+    assert await outside.check() == 0
+    report_id = await add_report(portal.db)
+
+    await controller.reports.dispatch(report_id, ["damkar"], "op1")
+
+    assert [e.kind for e in drain(damkar)] == ["dispatch.new"]
+    assert await outside.check() == 0
+    assert drain(damkar) == []
+
+
+async def test_outside_dispatches_not_read_without_pages(portal: Portal) -> None:
+    controller = portal.controller
+    portal_routes.attach(controller)  # type: ignore[arg-type]
+    outside = controller.outside_dispatches
+    assert outside is not None
+    report_id = await add_report(portal.db)
+    await ReportService(portal.db, Config(), clock=FakeClock()).dispatch(
+        report_id, ["damkar"], "cli"
+    )
+
+    assert await outside.check() == 0
+    assert outside.seen is None
