@@ -1,10 +1,18 @@
-"""Suite-wide checks: an exception nobody handled inside the event loop fails the test."""
+"""Suite-wide checks and isolation.
+
+An exception nobody handled inside the event loop fails the test. Logging set up by
+a test (the CLI's commands run in-process configure it) is undone after that test,
+so a later test's `capture_logs()` still sees every event.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
+from collections.abc import Iterator
 
 import pytest
+import structlog
 
 
 @pytest.fixture(autouse=True)
@@ -18,3 +26,23 @@ async def fail_on_unhandled_loop_exceptions():
     await asyncio.sleep(0)
     loop.set_exception_handler(previous)
     assert not errors, f"unhandled exceptions in the event loop: {errors}"
+
+
+@pytest.fixture(autouse=True)
+def restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    original_configure = structlog.configure
+
+    def configure_uncached(**settings: object) -> None:
+        # A module's logger caches the configuration it first used, and a cached
+        # one would ignore the restore below and every later capture_logs().
+        settings["cache_logger_on_first_use"] = False
+        original_configure(**settings)
+
+    monkeypatch.setattr(structlog, "configure", configure_uncached)
+    saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    original_configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)
