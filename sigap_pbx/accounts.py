@@ -54,6 +54,8 @@ MAX_FAILURES = 5
 MAX_FAILURES_PER_USERNAME = 20
 MAX_FAILURES_PER_ADDRESS = 30
 FAILURE_WINDOW = 900.0
+# The newest failed sign-ins read back from the audit log at start.
+RESTORED_FAILURES = 1000
 # Password checks that may run at once. argon2 takes a fraction of a second of CPU
 # per check, so they run in a worker thread, off the event loop that also follows
 # AMI and serves FastAGI. One at a time leaves the other cores to Asterisk and the
@@ -166,10 +168,9 @@ class FailureCounter:
     """Failed sign-ins per key in a sliding window, in memory.
 
     Attempts still being checked count as failures until they end, so that many
-    parallel requests cannot all pass the limit before the first one fails.
-
-    NOTE: the counts are lost when the controller restarts, so an attacker gets
-    the limit's tries again after each restart.
+    parallel requests cannot all pass the limit before the first one fails. After
+    a restart, AccountService.restore_failures() refills the counts from the audit
+    log's `signin.failed` entries.
     """
 
     def __init__(self, limit: int = MAX_FAILURES, window: float = FAILURE_WINDOW) -> None:
@@ -234,6 +235,36 @@ class AccountService:
         # When "signin.limited" was last written per key, so that a flood of
         # rejected attempts writes one audit entry per window, not one each.
         self._limited_audited: dict[str, float] = {}
+
+    async def restore_failures(self) -> int:
+        """Count again the failed sign-ins of the last window, from the audit log.
+
+        Without this, a restart would give a password guesser the limits' tries
+        afresh. Returns how many failures were counted.
+        """
+        now_wall = self.clock()
+        now = time.monotonic()
+        # Sign-ins too, because a success clears its name and address's failures.
+        entries = await self.audit.list_entries(
+            action_prefix="signin",
+            since=now_wall - timedelta(seconds=FAILURE_WINDOW),
+            limit=RESTORED_FAILURES,
+        )
+        counted = 0
+        for entry in reversed(entries):
+            name = entry.subject.lower()[:64]
+            remote = str(entry.detail.get("remote", ""))
+            if entry.action == "signin":
+                self.failures.clear(f"{name}|{remote}")
+            elif entry.action == "signin.failed":
+                at = now - max(0.0, (now_wall - entry.at).total_seconds())
+                self.failures.add(f"{name}|{remote}", at)
+                self.username_failures.add(name, at)
+                self.address_failures.add(remote, at)
+                counted += 1
+        if counted:
+            log.info("signin_failures_restored", count=counted)
+        return counted
 
     async def add_user(
         self,

@@ -236,6 +236,7 @@ class Controller:
 
         self._start_agencies()
         self.accounts = AccountService(self.db, clock=self.clock)
+        await self.accounts.restore_failures()
         if await self.accounts.store.count_users() == 0:
             log.warning(
                 "web_no_accounts",

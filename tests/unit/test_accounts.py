@@ -357,3 +357,55 @@ async def test_invalid_user_rejected(
 
     assert message in str(error.value)
     assert [user.username for user in await service.store.list_users()] == ["spv1"]
+
+
+async def test_failures_outlive_restart(
+    database: Database, service: AccountService, clock: FakeClock
+) -> None:
+    for _ in range(MAX_FAILURES):
+        with pytest.raises(SignInRejected):
+            await service.sign_in("spv1", "wrong password", "10.0.0.5")
+    clock.advance(timedelta(minutes=1))
+
+    restarted = AccountService(database, clock=clock)
+    assert await restarted.restore_failures() == MAX_FAILURES
+
+    with pytest.raises(SignInLimited) as limited:
+        await restarted.sign_in("spv1", PASSWORD, "10.0.0.5")
+    # The window runs from the first failure, a minute before the restart.
+    assert limited.value.retry_after <= accounts.FAILURE_WINDOW - 60 + 1
+    signed_in = await restarted.sign_in("spv1", PASSWORD, "10.0.0.6")
+    assert signed_in.user.username == "spv1"
+
+
+async def test_restart_keeps_success_clearing(
+    database: Database, service: AccountService, clock: FakeClock
+) -> None:
+    for _ in range(MAX_FAILURES - 1):
+        with pytest.raises(SignInRejected):
+            await service.sign_in("spv1", "wrong password", "10.0.0.5")
+    await service.sign_in("spv1", PASSWORD, "10.0.0.5")
+
+    restarted = AccountService(database, clock=clock)
+    await restarted.restore_failures()
+
+    # One typo after the restart is not the limit's last try.
+    with pytest.raises(SignInRejected):
+        await restarted.sign_in("spv1", "wrong password", "10.0.0.5")
+    signed_in = await restarted.sign_in("spv1", PASSWORD, "10.0.0.5")
+    assert signed_in.user.username == "spv1"
+
+
+async def test_old_failures_not_restored(
+    database: Database, service: AccountService, clock: FakeClock
+) -> None:
+    for _ in range(MAX_FAILURES):
+        with pytest.raises(SignInRejected):
+            await service.sign_in("spv1", "wrong password", "10.0.0.5")
+    clock.advance(timedelta(seconds=accounts.FAILURE_WINDOW + 1))
+
+    restarted = AccountService(database, clock=clock)
+
+    assert await restarted.restore_failures() == 0
+    signed_in = await restarted.sign_in("spv1", PASSWORD, "10.0.0.5")
+    assert signed_in.user.username == "spv1"
