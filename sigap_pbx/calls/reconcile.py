@@ -232,8 +232,8 @@ class Reconciler:
     ) -> None:
         self.store = store
         self.settle_seconds = settle_seconds
-        # Returns the linkedids of Asterisk's channels now, or None when it cannot tell
-        # (AMI down): then no group is taken for an orphan.
+        # Returns the linkedids of Asterisk's channels now, or None while AMI is down,
+        # and then no group is taken for an orphan.
         self.live_linkedids = live_linkedids
         self.orphan_seconds = orphan_seconds
         # linkedid -> monotonic time it was first seen with no live channel.

@@ -107,9 +107,9 @@ class OutsideDispatches:
     """Announce the dispatches this server did not make, such as the command's.
 
     Each check lists the unacknowledged dispatches and publishes `dispatch.new` for
-    those not seen before. While no agency page is open nothing is read; the first
-    check after that only takes note of what is there, because a page that opens
-    loads the whole list itself.
+    those not seen before. While no agency page is open, nothing is read. The first
+    check after that only notes what is waiting, because a page that opens loads
+    the whole list itself.
     """
 
     def __init__(self, store: Any, feed: Any) -> None:
