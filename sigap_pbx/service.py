@@ -31,6 +31,7 @@ from sigap_pbx.agi.server import FastAgiServer
 from sigap_pbx.alarms import AlarmBoard
 from sigap_pbx.ami.client import AmiClient, AmiError
 from sigap_pbx.asterisk.paths import InstancePaths
+from sigap_pbx.calls.diversions import DiversionPublisher
 from sigap_pbx.calls.reconcile import Reconciler
 from sigap_pbx.calls.tracker import CallTracker
 from sigap_pbx.config import Config, load_secrets
@@ -51,6 +52,7 @@ from sigap_pbx.roster.service import RosterService
 from sigap_pbx.store import CallStore, Database, MemberStore
 from sigap_pbx.store.alarms import AlarmStore
 from sigap_pbx.store.dispatch import DispatchNotFound, DispatchStore
+from sigap_pbx.store.diversions import DiversionStore
 from sigap_pbx.store.forwarding import ForwardStore
 from sigap_pbx.store.outbox import OutboxStore
 from sigap_pbx.store.shifts import ShiftStore
@@ -157,6 +159,7 @@ class Controller:
         self.forwarder: Forwarder | None = None
         self.forward_store: ForwardStore | None = None
         self.accounts: AccountService | None = None
+        self.diversions: DiversionPublisher | None = None
         # Live updates for the web pages; components publish, pages subscribe.
         self.feed = Feed()
         self.web_runner: web.AppRunner | None = None
@@ -235,6 +238,10 @@ class Controller:
         )
 
         self._start_agencies()
+        self.diversions = DiversionPublisher(
+            self.ami, DiversionStore(self.db), country_code=config.site.country_code,
+            clock=self.clock,
+        )
         self.accounts = AccountService(self.db, clock=self.clock)
         await self.accounts.restore_failures()
         if await self.accounts.store.count_users() == 0:
@@ -396,8 +403,20 @@ class Controller:
         # In a task: a database or roster problem must not end the AMI session,
         # which the live view and the call tracker depend on.
         self._spawn(self._membership_session(), "membership-session")
+        self._spawn(self._publish_diversions(), "diversions-session")
         if self.ami.sessions > 1:
             self._spawn(self._reconcile("ami_reconnect"), "reconcile-after-gap")
+
+    async def _publish_diversions(self) -> None:
+        assert self.diversions is not None
+        try:
+            await self.diversions.on_session()
+        except asyncio.CancelledError:
+            raise
+        except AmiError as exc:
+            log.warning("diversions_publish_failed", error=str(exc))
+        except Exception:
+            log.exception("diversions_publish_failed")
 
     async def _membership_session(self) -> None:
         assert self.membership is not None

@@ -32,6 +32,11 @@ PROMPTS: dict[str, str] = {
     "not-member": "Anda belum masuk antrean. Tekan bintang satu satu untuk masuk.",
     "agency-unreachable": "Saluran instansi tidak menjawab. Operator tetap bersama Anda.",
     "report-ack-ok": "Terima kasih. Laporan sudah dikonfirmasi.",
+    "divert-warning": (
+        "Nomor Anda tercatat sering melakukan panggilan palsu. Panggilan palsu ke "
+        "satu satu dua dapat dikenai sanksi. Jika Anda dalam keadaan darurat, "
+        "tetap di saluran."
+    ),
     "controller-down": (
         "Pengendali sedang tidak tersedia. Perintah dijalankan langsung oleh sentral."
     ),
@@ -122,6 +127,12 @@ def generate_prompts(out: Path, custom_dir: Path | None = None) -> Path:
     for folder, files in {
         # The greeting once, then the ring tone looped (loop_last in musiconhold).
         "moh-wait": {"00-greeting.wav": out / "greeting.wav", "99-ringback.wav": ring},
+        # For a number flagged with a warning: the warning follows the greeting.
+        "moh-wait-warning": {
+            "00-greeting.wav": out / "greeting.wav",
+            "01-divert-warning.wav": out / "divert-warning.wav",
+            "99-ringback.wav": ring,
+        },
         # Two rings, then "Anda masih dalam antrean...", over and over: the caller
         # hears the announcement about every 16 s in every step of the overflow chain.
         "moh-ring": {

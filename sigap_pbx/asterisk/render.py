@@ -174,6 +174,14 @@ directory = {prompts}/moh-wait
 sort = alpha
 loop_last = yes
 
+; The same for a number flagged with a warning: the greeting, the warning against
+; prank calls, then the ring tone looped.
+[sigap-wait-warning]
+mode = files
+directory = {prompts}/moh-wait-warning
+sort = alpha
+loop_last = yes
+
 ; Two rings and the "still in the queue" announcement, looped, for the later steps
 ; of the overflow chain.
 [sigap-ring]

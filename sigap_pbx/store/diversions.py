@@ -3,11 +3,9 @@ lower-priority queue for a limited time.
 
 A number is never cut off for good: every flag has an ``until`` at most
 MAX_DIVERSION_DAYS after it was set, and records who set it and who lifted it.
-The operator console shows the flags in force on the call card.
-
-NOTE: the dialplan does not route on these flags yet. A diverted caller still
-reaches the operators' queue like any other caller until sigap-emergency.conf
-reads them (for example from AstDB, published by the controller).
+The operator console shows the flags in force on the call card, and the
+controller publishes them to AstDB, from which the emergency dialplan routes
+(sigap_pbx/calls/diversions.py).
 """
 
 from __future__ import annotations
@@ -43,7 +41,7 @@ NUMBER_PATTERN = re.compile(r"\+?[0-9]{3,20}")
 
 
 class DiversionAction(enum.StrEnum):
-    """The treatment of a diverted number's calls, once the dialplan routes on it."""
+    """The treatment of a diverted number's calls in the emergency dialplan."""
 
     WARNING = "warning"  # the caller hears a warning before the queue
     LOW_PRIORITY = "low_priority"  # the caller waits behind every other caller
@@ -217,6 +215,22 @@ class DiversionStore:
         async with self._db.session(write=False) as session:
             row = (await session.execute(query)).mappings().one_or_none()
         return None if row is None else _view(row)
+
+    async def list_in_force(self, at: datetime) -> list[DiversionView]:
+        """Return every flag in force at `at`, oldest first."""
+        at = _aware_datetime("at", at)
+        query = (
+            select(NUMBER_DIVERSIONS)
+            .where(
+                NUMBER_DIVERSIONS.c.lifted_at.is_(None),
+                NUMBER_DIVERSIONS.c.set_at <= at,
+                NUMBER_DIVERSIONS.c.until > at,
+            )
+            .order_by(NUMBER_DIVERSIONS.c.set_at, NUMBER_DIVERSIONS.c.id)
+        )
+        async with self._db.session(write=False) as session:
+            rows = (await session.execute(query)).mappings().all()
+        return [_view(row) for row in rows]
 
     async def list_for(
         self, numbers: list[str], *, in_force_at: datetime | None = None, limit: int = 50

@@ -15,6 +15,7 @@ import structlog
 from aiohttp import web
 
 from sigap_pbx.agencies.reports import CALL_TYPES, CATEGORIES, LABELS_ID
+from sigap_pbx.ami.client import AmiError
 from sigap_pbx.calls.numbers import normalise_number
 from sigap_pbx.members.actions import PAUSE_REASONS
 from sigap_pbx.store.callbacks import ABANDONED_OUTCOMES, CallbackOutcome, CallbackStore
@@ -399,7 +400,24 @@ async def add_diversion(request: web.Request) -> web.Response:
              until=until.isoformat(), user=user.username)
     await _audit(request, "diversion.set", number, {"id": flag.id, "action": action,
                                                    "until": until.isoformat()})
+    await _publish_diversions(request)
     return web.json_response(flag.to_dict(_controller(request).clock()), status=201)
+
+
+async def _publish_diversions(request: web.Request) -> None:
+    """Bring the dialplan's copy of the flags up to date.
+
+    The flag is stored either way. When Asterisk cannot be reached now, the next
+    AMI login publishes every flag again.
+    """
+    publisher = getattr(_controller(request), "diversions", None)
+    if publisher is None:
+        return
+    try:
+        await publisher.publish()
+    except AmiError as exc:
+        log.warning("diversions_publish_failed", error=str(exc),
+                    fix="the flags are stored and are published at the next AMI login")
 
 
 async def lift_diversion(request: web.Request) -> web.Response:
@@ -415,6 +433,7 @@ async def lift_diversion(request: web.Request) -> web.Response:
     except DiversionNotFound as exc:
         raise ApiError(404, "diversion_not_found", str(exc)) from None
     await _audit(request, "diversion.lift", flag.number, {"id": flag.id})
+    await _publish_diversions(request)
     return web.json_response(flag.to_dict(now))
 
 

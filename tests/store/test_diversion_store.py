@@ -100,3 +100,19 @@ async def test_in_force_excludes_lifted_and_expired(db: Database) -> None:
 
     assert [flag.id for flag in in_force] == [current.id]
     assert {flag.id for flag in every} == {current.id, expired.id, lifted.id}
+
+
+async def test_list_in_force_spans_numbers(db: Database) -> None:
+    store = DiversionStore(db)
+    first = await add(store)
+    other = await add(store, number="+6281200000000", action="low_priority",
+                      set_at=NOW + timedelta(minutes=1))
+    lifted = await add(store, number="+6281300000000")
+    await store.lift(lifted.id, by="spv1", at=NOW + timedelta(minutes=2))
+    await add(store, number="+6281400000000", until=NOW + timedelta(minutes=3))
+    await add(store, number="+6281500000000", set_at=NOW + timedelta(hours=2),
+              until=NOW + timedelta(hours=3))
+
+    in_force = await store.list_in_force(NOW + timedelta(minutes=5))
+
+    assert [flag.id for flag in in_force] == [first.id, other.id]

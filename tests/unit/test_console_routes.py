@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from sigap_pbx.calls.diversions import DiversionPublisher
 from sigap_pbx.live import LiveView
 from sigap_pbx.store import CallStore, Database
 from sigap_pbx.store.callbacks import CallbackStore
@@ -57,6 +58,9 @@ class FakeController:
         self.callback_dialer = CallbackDialer(
             self.ami, CallbackStore(db), self.feed, trunk="carrier",
             presented_number="112", clock=self.clock,
+        )
+        self.diversions = DiversionPublisher(
+            self.ami, DiversionStore(db), country_code="62", clock=self.clock
         )
         self.agencies = None
         self.rosters = None
@@ -240,6 +244,15 @@ async def test_supervisor_sets_and_lifts_flag(controller: FakeController, role: 
     assert lifted.status == 200
     assert after["lifted_by"] == f"{role}-x"
     assert after["in_force"] is False
+    # The dialplan's copy in AstDB followed: written when set, deleted when lifted.
+    until = str(int((NOW + timedelta(days=2)).timestamp()))
+    astdb = [(name, fields.get("Family"), fields.get("Key"), fields.get("Val"))
+             for name, fields in controller.ami.actions if name.startswith("DB")]
+    assert ("DBPut", "sigap/divert/081234567890", "low_priority", until) in astdb
+    assert ("DBDel", "sigap/divert/081234567890", "low_priority", None) in astdb
+    assert astdb.index(
+        ("DBDel", "sigap/divert/081234567890", "low_priority", None)
+    ) > astdb.index(("DBPut", "sigap/divert/081234567890", "low_priority", until))
 
 
 @pytest.mark.parametrize(

@@ -47,6 +47,16 @@ def test_wait_class_plays_greeting_first(prompts: Path):
     ]
 
 
+def test_warning_class_warns_after_greeting(prompts: Path):
+    assert sorted(p.name for p in (prompts / "moh-wait-warning").iterdir()) == [
+        "00-greeting.wav",
+        "01-divert-warning.wav",
+        "99-ringback.wav",
+    ]
+    warning = prompts / "moh-wait-warning" / "01-divert-warning.wav"
+    assert warning.read_bytes() == (prompts / "divert-warning.wav").read_bytes()
+
+
 def test_ring_class_announces_every_15_to_20_seconds(prompts: Path):
     files = sorted((prompts / "moh-ring").iterdir())
     assert [p.name for p in files] == [
