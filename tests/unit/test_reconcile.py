@@ -8,6 +8,7 @@ that CELGenUserEvent(sigap_overflow,<stage>) leaves.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 from collections.abc import AsyncIterator
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from sigap_pbx.calls import reconcile
 from sigap_pbx.calls.reconcile import CHECKPOINT, Reconciler
 from sigap_pbx.store import CallStore, CallView, Database
 
@@ -711,3 +713,33 @@ async def test_recent_rows_not_checked_against_channels(
 
     assert channels.asked == 0
     assert await store.get_call(uniqueid=call.linkedid) is None
+
+
+async def test_call_cut_by_batch_end_not_orphan(
+    store: CallStore, cel: CelFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The batch starts at a call Asterisk never ended, so the checkpoint stays put.
+    crashed = Call(cel, "1796409300.5", start=100.0)
+    crashed.arrive()
+    crashed.enter_queue(0.2)
+    # Ended long ago, but its last row falls after the end of the batch.
+    later = answered(cel, "1796409400.7", start=200.0)
+    rows = sqlite3.connect(cel.path).execute("SELECT count(*) FROM cel").fetchone()[0]
+    # The batch ends before the caller's HANGUP, CHAN_END and LINKEDID_END rows.
+    batch = rows - 3
+    monkeypatch.setattr(reconcile, "BATCH_ROWS", batch)
+    monkeypatch.setattr(
+        reconcile, "read_cel_rows", functools.partial(reconcile.read_cel_rows, limit=batch)
+    )
+    reconciler = Reconciler(
+        store, cel.path, country_code="62", settle_seconds=0.2, live_linkedids=Channels(set())
+    )
+
+    await reconciler.run_pass("test")
+    await asyncio.sleep(0.25)
+    await reconciler.run_pass("test")
+
+    assert (await stored(store, crashed.linkedid)).outcome == "abandoned_in_queue"
+    call = await stored(store, later.linkedid)
+    assert call.outcome == "answered"
+    assert call.ended_at == at(200.0 + 65.2)
