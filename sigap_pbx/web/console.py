@@ -36,7 +36,11 @@ from sigap_pbx.ami.client import AmiError
 from sigap_pbx.calls.asterisk_db import query_asterisk_db
 from sigap_pbx.calls.tracker import unescape_display_name
 from sigap_pbx.clock import Clock, utc_now
-from sigap_pbx.store.callbacks import CallbackOutcome, CallbackStore
+from sigap_pbx.store.callbacks import (
+    CallbackAttemptView,
+    CallbackOutcome,
+    CallbackStore,
+)
 from sigap_pbx.web.access import CALL_STAFF
 from sigap_pbx.wire.ami import Event
 from sigap_pbx.wire.dialstring import validate_endpoint
@@ -59,6 +63,8 @@ CALLBACK_NUMBER = re.compile(r"\+?[0-9]{3,20}")
 # Maximum number of OriginateResponse events kept while no attempt claims them,
 # because one may arrive before `CallbackDialer.start` has read its action's id.
 UNCLAIMED_LIMIT = 100
+CEL_GRACE_SECONDS = 10.0
+FINISHED_IDS_KEPT = 1000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _INTERFACE = re.compile(r"PJSIP/(?P<endpoint>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})")
 
@@ -272,6 +278,11 @@ class CallbackDialer:
         self.store = store
         self.feed = feed
         self.cel_path = cel_path
+        # Seconds to wait for CEL rows that lag the end of a channel.
+        self.cel_grace = CEL_GRACE_SECONDS
+        # Ids of the attempts this process ended, newest last; their store writes may
+        # still be queued when settle_unfinished reads the store.
+        self._finished_ids: dict[int, None] = {}
         self.trunk = validate_endpoint(trunk, field="trunk")
         self.presented_number = validate_callback_number(presented_number)
         self.clock = clock
@@ -357,10 +368,17 @@ class CallbackDialer:
         Run after every AMI login: an attempt from an earlier run of the controller,
         or one whose events fell in an AMI gap, would otherwise stay `calling`. The
         outcome comes from the CEL rows of the operator's channel. An attempt whose
-        channel is still up is followed by its events again; one whose channel is
-        gone without any row is recorded as failed. Returns how many were settled.
+        channel is still up is followed by its events again. One whose channel is
+        gone without an outcome in CEL is read again after `cel_grace` seconds,
+        because CEL rows can lag the channel's end, and then recorded as failed.
+        An attempt that its own events end meanwhile is left as they recorded it.
+        Returns how many were settled.
         """
-        attempts = await self.store.unfinished_attempts()
+        tracked = set(self.attempts)
+        attempts = [
+            view for view in await self.store.unfinished_attempts()
+            if view.id not in self._finished_ids
+        ]
         if not attempts:
             return 0
         try:
@@ -372,29 +390,55 @@ class CallbackDialer:
         # The channel of an Originate sent moments ago may not exist yet.
         young = self.clock() - timedelta(milliseconds=OPERATOR_RING_MS)
         settled = 0
+        gone = []
         for view in attempts:
             uniqueid = view.uniqueid or ""
-            rows = []
-            if self.cel_path is not None and uniqueid:
-                rows = await asyncio.to_thread(callback_cel_rows, self.cel_path, uniqueid)
+            rows = await self._cel_rows(uniqueid)
+            if self._ended_meanwhile(view, tracked):
+                continue
             outcome = outcome_from_cel(rows)
             known = self.attempts.get(uniqueid)
-            if outcome is None:
-                if uniqueid in live or (known is not None and view.started_at > young):
-                    if known is None:
-                        self.attempts[uniqueid] = Attempt(
-                            view.id, view.call_id, uniqueid, view.endpoint,
-                            operator_answered=any(row[0] == "ANSWER" for row in rows),
-                        )
+            if outcome is not None:
+                settled += self._settle(view, outcome)
+            elif uniqueid in live or (known is not None and view.started_at > young):
+                if known is None:
+                    self.attempts[uniqueid] = Attempt(
+                        view.id, view.call_id, uniqueid, view.endpoint,
+                        operator_answered=any(row[0] == "ANSWER" for row in rows),
+                    )
+            else:
+                gone.append(view)
+        if gone:
+            await asyncio.sleep(self.cel_grace)
+            for view in gone:
+                rows = await self._cel_rows(view.uniqueid or "")
+                if self._ended_meanwhile(view, tracked):
                     continue
-                outcome = CallbackOutcome.FAILED
-            attempt = known or Attempt(view.id, view.call_id, uniqueid, view.endpoint)
-            attempt.outcome = outcome.value
-            self._finish(attempt, outcome)
-            settled += 1
+                settled += self._settle(view, outcome_from_cel(rows) or CallbackOutcome.FAILED)
         if settled:
             log.warning("callbacks_settled", count=settled)
         return settled
+
+    async def _cel_rows(self, uniqueid: str) -> list[tuple[str, str, str]]:
+        if self.cel_path is None or not uniqueid:
+            return []
+        return await asyncio.to_thread(callback_cel_rows, self.cel_path, uniqueid)
+
+    def _ended_meanwhile(self, view: CallbackAttemptView, tracked: set[str]) -> bool:
+        """Return whether live events ended the attempt since settling began."""
+        uniqueid = view.uniqueid or ""
+        return view.id in self._finished_ids or (
+            uniqueid in tracked and uniqueid not in self.attempts
+        )
+
+    def _settle(self, view: CallbackAttemptView, outcome: CallbackOutcome) -> int:
+        uniqueid = view.uniqueid or ""
+        attempt = self.attempts.get(uniqueid) or Attempt(
+            view.id, view.call_id, uniqueid, view.endpoint
+        )
+        attempt.outcome = outcome.value
+        self._finish(attempt, outcome)
+        return 1
 
     # Events --------------------------------------------------------------------------
 
@@ -456,6 +500,9 @@ class CallbackDialer:
             attempt.outcome = default.value
         self.attempts.pop(attempt.uniqueid, None)
         self._by_action.pop(attempt.action_id, None)
+        self._finished_ids[attempt.id] = None
+        while len(self._finished_ids) > FINISHED_IDS_KEPT:
+            self._finished_ids.pop(next(iter(self._finished_ids)))
         outcome = attempt.outcome
         ended_at = self.clock()
         self._write_nowait(lambda: self._update(attempt.id, outcome=outcome, ended_at=ended_at))

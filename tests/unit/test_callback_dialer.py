@@ -7,7 +7,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -66,6 +66,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
         store = CallbackStore(db)
         dialer = CallbackDialer(client, store, Feed(), trunk="carrier",
                                 presented_number="112", clock=lambda: T0)
+        dialer.cel_grace = 0
         client.add_event_listener(dialer.on_event)
         writer = asyncio.create_task(dialer.run_writer())
         client.start()
@@ -328,3 +329,60 @@ async def test_settling_waits_when_channels_unknown(rig: Rig, tmp_path: Path) ->
     (attempt,) = await rig.store.list_attempts(rig.call_id)
     assert attempt.id == attempt_id
     assert attempt.outcome == "calling"
+
+
+async def test_attempt_ended_live_meanwhile_kept(rig: Rig, tmp_path: Path) -> None:
+    result = await start(rig)
+    uniqueid, attempt_id = result["uniqueid"], result["attempt_id"]
+    cel = tmp_path / "cel.db"
+    # CEL has the channel's start only: its later rows lag behind.
+    write_cel(cel, [(uniqueid, "CHAN_START", "", "")])
+    rig.dialer.cel_path = cel
+    rig.dialer.clock = lambda: T0 + timedelta(minutes=2)
+    empty = channels_reply()
+
+    def reply(action: Message) -> bytes:
+        # The live result and Hangup arrive while settling waits for the channels.
+        return (ami_bytes(("Event", "UserEvent"), ("UserEvent", "SigapCallback"),
+                          ("Attempt", str(attempt_id)), ("DialStatus", "ANSWER"))
+                + ami_bytes(("Event", "Hangup"), ("Uniqueid", uniqueid), ("Cause", "16"))
+                + empty(action))
+
+    rig.fake.replies["CoreShowChannels"] = reply
+    writes: list[dict] = []
+    update = rig.store.update_attempt
+
+    async def recording(attempt: int, **fields: object):  # type: ignore[no-untyped-def]
+        writes.append(fields)
+        return await update(attempt, **fields)
+
+    rig.store.update_attempt = recording  # type: ignore[method-assign]
+
+    assert await rig.dialer.settle_unfinished() == 0
+    await rig.dialer.flush()
+
+    (attempt,) = await rig.store.list_attempts(rig.call_id)
+    assert attempt.outcome == "answered"
+    assert len([fields for fields in writes if "ended_at" in fields]) == 1
+
+
+async def test_lagging_cel_read_again(rig: Rig, tmp_path: Path) -> None:
+    cel = tmp_path / "cel.db"
+    write_cel(cel, [("sigap-callback-old", "CHAN_START", "", ""),
+                    ("sigap-callback-old", "ANSWER", "", "")])
+    attempt_id = await left_calling(rig, "sigap-callback-old")
+    rig.fake.replies["CoreShowChannels"] = channels_reply()
+    rig.dialer.cel_path = cel
+    rig.dialer.cel_grace = 0.3
+
+    async def rows_arrive() -> None:
+        await asyncio.sleep(0.1)
+        write_cel(cel, [("sigap-callback-old", "USER_DEFINED", "sigap_callback",
+                         '{"extra":"NOANSWER"}'),
+                        ("sigap-callback-old", "HANGUP", "", "")])
+
+    writer = asyncio.create_task(rows_arrive())
+    assert await rig.dialer.settle_unfinished() == 1
+    await writer
+
+    await rig.outcome(attempt_id, "no_answer")
