@@ -244,14 +244,19 @@ class AccountService:
         """
         now_wall = self.clock()
         now = time.monotonic()
+        since = now_wall - timedelta(seconds=FAILURE_WINDOW)
         # Sign-ins too, because a success clears its name and address's failures.
-        entries = await self.audit.list_entries(
-            action_prefix="signin",
-            since=now_wall - timedelta(seconds=FAILURE_WINDOW),
-            limit=RESTORED_FAILURES,
-        )
+        # Each action is read on its own, so a flood of one cannot crowd out the other.
+        entries = [
+            entry
+            for action in ("signin.failed", "signin")
+            for entry in await self.audit.list_entries(
+                action=action, since=since, limit=RESTORED_FAILURES
+            )
+        ]
+        entries.sort(key=lambda entry: (entry.at, entry.id))
         counted = 0
-        for entry in reversed(entries):
+        for entry in entries:
             name = entry.subject.lower()[:64]
             remote = str(entry.detail.get("remote", ""))
             if entry.action == "signin":

@@ -369,6 +369,7 @@ class AuditStore:
         self,
         *,
         subject: str | None = None,
+        action: str | None = None,
         action_prefix: str | None = None,
         since: datetime | None = None,
         until: datetime | None = None,
@@ -376,13 +377,15 @@ class AuditStore:
     ) -> list[AuditEntryView]:
         """Return entries newest first, filtered by every argument given.
 
-        `subject` must match exactly, `action_prefix` matches the start of the
-        action ("roster." finds "roster.save"), and the time window is
-        [since, until).
+        `subject` and `action` must match exactly, `action_prefix` matches the
+        start of the action ("roster." finds "roster.save"), and the time window
+        is [since, until).
         """
         conditions: list[ColumnElement[bool]] = []
         if subject is not None:
             conditions.append(AUDIT_LOG.c.subject == _text("subject", subject))
+        if action is not None:
+            conditions.append(AUDIT_LOG.c.action == _text("action", action))
         if action_prefix is not None:
             prefix = _text("action_prefix", action_prefix)
             # autoescape escapes % and _, which LIKE would read as wildcards.

@@ -223,6 +223,8 @@ async def test_audit_filters(audit: AuditStore) -> None:
     # "_" is a literal character of the prefix, not a LIKE wildcard.
     assert await minutes(action_prefix="roster.") == [10, 0]
     assert await minutes(action_prefix="roster_") == [30]
+    assert await minutes(action="roster.save") == [10, 0]
+    assert await minutes(action="roster") == []
     assert await minutes(since=NOW + timedelta(minutes=10)) == [30, 20, 10]
     assert await minutes(until=NOW + timedelta(minutes=10)) == [0]
     assert await minutes(limit=2) == [30, 20]

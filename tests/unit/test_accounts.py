@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -409,3 +410,25 @@ async def test_old_failures_not_restored(
     assert await restarted.restore_failures() == 0
     signed_in = await restarted.sign_in("spv1", PASSWORD, "10.0.0.5")
     assert signed_in.user.username == "spv1"
+
+
+async def test_limited_flood_not_hiding_failures(
+    database: Database, service: AccountService, clock: FakeClock
+) -> None:
+    for _ in range(MAX_FAILURES):
+        with pytest.raises(SignInRejected):
+            await service.sign_in("spv1", "wrong password", "10.0.0.5")
+    # The address, once limited, tries made-up names: each writes a `signin.limited`.
+    for index in range(MAX_FAILURES_PER_ADDRESS):
+        with contextlib.suppress(SignInRejected, SignInLimited):
+            await service.sign_in(f"x{index}", "wrong password", "10.0.0.5")
+    for index in range(accounts.RESTORED_FAILURES):
+        with pytest.raises(SignInLimited):
+            await service.sign_in(f"y{index}", "wrong password", "10.0.0.5")
+    clock.advance(timedelta(minutes=1))
+
+    restarted = AccountService(database, clock=clock)
+    await restarted.restore_failures()
+
+    with pytest.raises(SignInLimited):
+        await restarted.sign_in("spv1", PASSWORD, "10.0.0.5")
