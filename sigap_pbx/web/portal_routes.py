@@ -10,7 +10,7 @@ publishes `dispatch.new` when a report is sent to an agency and
 `dispatch.updated` after each status change, both to that agency's staff and to
 supervisors and admins. Dispatches made by another process, such as the
 `sigap reports dispatch` command, are found by OutsideDispatches, which looks for
-new unacknowledged dispatches every OUTSIDE_POLL_SECONDS while a page is open.
+new dispatches every OUTSIDE_POLL_SECONDS while a page is open.
 The page also reloads its list every RELOAD_SECONDS, for status changes made
 elsewhere.
 """
@@ -41,8 +41,10 @@ log = structlog.get_logger(__name__)
 
 # The page reloads its list this often, to catch changes that published no event.
 RELOAD_SECONDS = 60
-# How often the controller looks for dispatches another process made.
+# How often the controller looks for dispatches another process made, and how many
+# it reads at a time.
 OUTSIDE_POLL_SECONDS = 5.0
+OUTSIDE_BATCH = 100
 
 i18n.register({
     "portal.title": ("Portal instansi", "Agency portal"),
@@ -106,46 +108,54 @@ def event_data(view: DispatchView) -> dict[str, Any]:
 class OutsideDispatches:
     """Announce the dispatches this server did not make, such as the command's.
 
-    Each check lists the unacknowledged dispatches and publishes `dispatch.new` for
-    those not seen before. While no agency page is open, nothing is read. The first
-    check after that only notes what is waiting, because a page that opens loads
-    the whole list itself.
+    Each check reads the dispatches with an id above the highest one seen and
+    publishes `dispatch.new` for those still waiting to be acknowledged, except the
+    ones this server announced itself. While no agency page is open, nothing is
+    read, and the next check after that catches up.
     """
 
     def __init__(self, store: Any, feed: Any) -> None:
         self.store = store
         self.feed = feed
-        self.seen: set[int] | None = None
+        # The highest dispatch id seen; None until the first check.
+        self.last_id: int | None = None
+        # Dispatches this server announced itself, so a check skips them.
+        self._announced: dict[int, None] = {}
 
-    def mark_seen(self, dispatch_id: int) -> None:
-        if self.seen is not None:
-            self.seen.add(dispatch_id)
+    def mark_announced(self, dispatch_id: int) -> None:
+        self._announced[dispatch_id] = None
+        while len(self._announced) > OUTSIDE_BATCH:
+            self._announced.pop(next(iter(self._announced)))
 
     async def check(self) -> int:
         """Publish the new outside dispatches; return how many were published."""
-        if not self.feed.has_subscribers(AGENCY_STAFF):
-            self.seen = None
+        if self.last_id is None:
+            self.last_id = await self.store.last_id()
             return 0
-        waiting = await self.store.list_unacknowledged()
-        baseline = self.seen is None
+        if not self.feed.has_subscribers(AGENCY_STAFF):
+            return 0
         published = 0
-        for view in waiting:
-            if not baseline and view.id not in self.seen:
+        while True:
+            views = await self.store.list_after(self.last_id, limit=OUTSIDE_BATCH)
+            for view in views:
+                self.last_id = max(self.last_id, view.id)
+                if view.status != DispatchStatus.SENT or view.id in self._announced:
+                    continue
                 self.feed.publish("dispatch.new", event_data(view), roles=AGENCY_STAFF,
                                   agency=view.agency_code)
                 published += 1
-        self.seen = {view.id for view in waiting}
-        return published
+            if len(views) < OUTSIDE_BATCH:
+                return published
 
     async def run(self, interval: float = OUTSIDE_POLL_SECONDS) -> None:
         while True:
-            await asyncio.sleep(interval)
             try:
                 await self.check()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("outside_dispatch_check_failed")
+            await asyncio.sleep(interval)
 
 
 def attach(controller: Controller) -> None:
@@ -163,7 +173,7 @@ def attach(controller: Controller) -> None:
     async def announce_dispatch(outcome: DispatchOutcome) -> None:
         for code in outcome.sent:
             view = await dispatches.find(outcome.report_id, code)
-            outside.mark_seen(view.id)
+            outside.mark_announced(view.id)
             feed.publish("dispatch.new", event_data(view), roles=AGENCY_STAFF, agency=code)
 
     async def announce_change(view: DispatchView) -> None:

@@ -225,10 +225,10 @@ async def test_outside_dispatch_announced(portal: Portal) -> None:
     assert outside is not None
     earlier = await add_report(portal.db)
     await controller.reports.dispatch(earlier, ["polisi"], "op1")
+    # The first check only notes where the dispatches stand.
+    assert await outside.check() == 0
     damkar = controller.feed.subscribe(user(Role.AGENCY, "damkar"))
     polisi = controller.feed.subscribe(user(Role.AGENCY, "polisi"))
-    # The first check takes note of what is waiting already.
-    assert await outside.check() == 0
 
     # The command writes through services of its own, which tell this feed nothing.
     other_process = ReportService(portal.db, Config(), clock=FakeClock())
@@ -261,15 +261,25 @@ async def test_own_dispatch_not_announced_twice(portal: Portal) -> None:
     assert drain(damkar) == []
 
 
-async def test_outside_dispatches_not_read_without_pages(portal: Portal) -> None:
+async def test_outside_dispatch_after_pages_open(portal: Portal) -> None:
+    """A dispatch made while no page was open is announced once one opens; an
+    acknowledged one is not."""
     controller = portal.controller
     portal_routes.attach(controller)  # type: ignore[arg-type]
     outside = controller.outside_dispatches
     assert outside is not None
-    report_id = await add_report(portal.db)
-    await ReportService(portal.db, Config(), clock=FakeClock()).dispatch(
-        report_id, ["damkar"], "cli"
-    )
+    assert await outside.check() == 0
+    other_process = ReportService(portal.db, Config(), clock=FakeClock())
+    waiting = await add_report(portal.db)
+    await other_process.dispatch(waiting, ["damkar"], "cli")
+    handled = await add_report(portal.db)
+    await other_process.dispatch(handled, ["damkar"], "cli")
+    await controller.dispatches.acknowledge((handled, "damkar"), "damkar-1")
 
     assert await outside.check() == 0
-    assert outside.seen is None
+    damkar = controller.feed.subscribe(user(Role.AGENCY, "damkar"))
+    drain(damkar)
+
+    assert await outside.check() == 1
+    [event] = drain(damkar)
+    assert event.data["report_id"] == waiting
