@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sigap_pbx.calls.tracker import cap_caller_id
+from sigap_pbx.calls.tracker import cap_caller_id, unescape_display_name
 from sigap_pbx.wire.ami import Event
 
 # app_queue's member status numbers (AST_DEVICE_* values).
@@ -90,7 +90,7 @@ class LiveView:
                     channel=event.get("Channel") or "",
                     caller_number=cap_caller_id(event.get("CallerIDNum")),
                     joined_monotonic=time.monotonic() - wait,
-                    caller_name=cap_caller_id(event.get("CallerIDName")),
+                    caller_name=cap_caller_id(unescape_display_name(event.get("CallerIDName"))),
                 )
         self.synced = True
         self.synced_at = time.time()
@@ -132,7 +132,7 @@ class LiveView:
                 channel=event.get("Channel") or "",
                 caller_number=cap_caller_id(event.get("CallerIDNum")),
                 joined_monotonic=time.monotonic(),
-                caller_name=cap_caller_id(event.get("CallerIDName")),
+                caller_name=cap_caller_id(unescape_display_name(event.get("CallerIDName"))),
             )
         elif name in ("QueueCallerLeave", "QueueCallerAbandon"):
             self._queue(event.get("Queue") or "").callers.pop(event.get("Uniqueid") or "", None)

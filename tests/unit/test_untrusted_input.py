@@ -160,6 +160,29 @@ def test_live_view_cuts_caller_id() -> None:
     assert callers["1.3"].caller_name == "z" * MAX_CALLER_ID_LENGTH
 
 
+def test_live_view_undoes_display_name_escapes() -> None:
+    view = LiveView()
+    view.on_event(ami_event(
+        "QueueCallerJoin", ("Queue", "operators"), ("Uniqueid", "1.1"),
+        ("Channel", "PJSIP/carrier-1"), ("CallerIDNum", "0812"),
+        ("CallerIDName", 'Pak \\"Budi\\"'),
+    ))
+    view.reset_from_status([ami_event(
+        "QueueEntry", ("Queue", "operators"), ("Uniqueid", "1.2"),
+        ("Channel", "PJSIP/carrier-2"), ("CallerIDNum", "0813"),
+        ("CallerIDName", 'Bu \\"Ani\\"'), ("Wait", "3"),
+    )])
+    view.on_event(ami_event(
+        "QueueCallerJoin", ("Queue", "operators"), ("Uniqueid", "1.3"),
+        ("Channel", "PJSIP/carrier-3"), ("CallerIDNum", "0814"),
+        ("CallerIDName", 'Pak \\"Budi\\"'),
+    ))
+
+    callers = view.queues["operators"].callers
+    assert callers["1.2"].caller_name == 'Bu "Ani"'
+    assert callers["1.3"].caller_name == 'Pak "Budi"'
+
+
 # --- Log lines ---------------------------------------------------------------------
 
 
