@@ -41,8 +41,12 @@ def restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(structlog, "configure", configure_uncached)
     saved = structlog.get_config()
     root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
+    handlers = list(root.handlers)
+    # configure_logging sets the root level and quietens these two.
+    loggers = [root, logging.getLogger("aiohttp.access"), logging.getLogger("alembic")]
+    levels = [logger.level for logger in loggers]
     yield
     original_configure(**saved)
     root.handlers[:] = handlers
-    root.setLevel(level)
+    for logger, level in zip(loggers, levels, strict=True):
+        logger.setLevel(level)

@@ -43,8 +43,10 @@ async def clean_stack(stack: Stack):
     (stack.paths.host / "lib" / "astdb.sqlite3").unlink(missing_ok=True)
     stack.asterisk("up")
     yield stack
-    await stack.stop_phones()
-    await stack.stop_controllers()
+    try:
+        await stack.stop_phones()
+    finally:
+        await stack.stop_controllers()
 
 
 @pytest.fixture
