@@ -34,10 +34,14 @@ class Event:
     roles: frozenset[Role]
     endpoint: str | None = None
     agency: str | None = None
+    # Set for an event meant for one account only, such as the result of its request.
+    username: str | None = None
 
     def reaches(self, user: UserView) -> bool:
         if user.role not in self.roles:
             return False
+        if self.username is not None:
+            return user.username == self.username
         if self.agency is not None and user.role is Role.AGENCY:
             return user.agency_code == self.agency
         if self.agency is None and user.role is Role.AGENCY:
@@ -76,9 +80,10 @@ class Feed:
         roles: frozenset[Role],
         endpoint: str | None = None,
         agency: str | None = None,
+        username: str | None = None,
     ) -> None:
         """Send one event to every open page whose user is in the audience."""
-        event = Event(kind, data, roles, endpoint, agency)
+        event = Event(kind, data, roles, endpoint, agency, username)
         self.published += 1
         for subscription in list(self._subscriptions):
             if event.reaches(subscription.user):

@@ -570,9 +570,66 @@ def wallboard_of(controller: Any) -> Wallboard:
     return board
 
 
+SPY_RESULT_KIND = "spy.result"
+# Originate results kept for an action whose reply the spy route has not read yet.
+SPY_RESULTS_KEPT = 100
+
+
+class SpyResults:
+    """Tell a supervisor whether the phone a listen, whisper or barge rang was answered.
+
+    The spy route sends an asynchronous Originate and answers at once. Asterisk's
+    OriginateResponse for it arrives once the supervisor's phone answers, or does
+    not, and is published as `spy.result` to the pages of the account that asked.
+    """
+
+    def __init__(self, feed: Any) -> None:
+        self.feed = feed
+        self._pending: dict[str, dict[str, str]] = {}
+        # Responses that came before the route registered their action, and those
+        # of other Originates (callbacks), which nobody claims.
+        self._unclaimed: dict[str, Event] = {}
+
+    def expect(self, action_id: str, username: str, request: dict[str, str]) -> None:
+        """Register the spy Originate of account `username`; `request` has endpoint,
+        mode and supervisor_endpoint."""
+        request = {**request, "username": username}
+        early = self._unclaimed.pop(action_id, None)
+        if early is not None:
+            self._publish(request, early)
+            return
+        self._pending[action_id] = request
+        while len(self._pending) > SPY_RESULTS_KEPT:
+            self._pending.pop(next(iter(self._pending)))
+
+    def on_event(self, event: Event) -> None:
+        if event.name != "OriginateResponse":
+            return
+        action_id = event.get("ActionID") or ""
+        request = self._pending.pop(action_id, None)
+        if request is None:
+            self._unclaimed[action_id] = event
+            while len(self._unclaimed) > SPY_RESULTS_KEPT:
+                self._unclaimed.pop(next(iter(self._unclaimed)))
+            return
+        self._publish(request, event)
+
+    def _publish(self, request: dict[str, str], event: Event) -> None:
+        answered = (event.get("Response") or "") == "Success"
+        self.feed.publish(
+            SPY_RESULT_KIND,
+            {**request, "answered": answered, "reason": event.get("Reason") or ""},
+            roles=SUPERVISORS,
+            username=request["username"],
+        )
+        log.info("supervisor_spy_result", answered=answered, **request)
+
+
 def attach(controller: Controller) -> Wallboard:
     """Follow the controller's AMI events and alarms and publish snapshots on its feed."""
     board = wallboard_of(controller)
+    controller.spy_results = SpyResults(controller.feed)
+    controller.ami.add_event_listener(controller.spy_results.on_event)
     controller.ami.add_event_listener(board.on_event)
     controller.ami.add_connect_listener(board.on_session)
     controller.ami.add_disconnect_listener(board.on_disconnect)

@@ -109,6 +109,14 @@ i18n.register({
         "Telepon Anda ({phone}) berdering; angkat untuk mulai.",
         "Your phone ({phone}) is ringing; answer it to start.",
     ),
+    "wallboard.spy_answered": (
+        "Telepon Anda tersambung ke panggilan {endpoint}.",
+        "Your phone is connected to the call of {endpoint}.",
+    ),
+    "wallboard.spy_unanswered": (
+        "Telepon Anda tidak diangkat; {endpoint} tidak disadap.",
+        "Your phone was not answered; {endpoint} is not monitored.",
+    ),
     "wallboard.no_phone": (
         "Akun Anda tidak punya telepon (endpoint), jadi tidak bisa memantau.",
         "Your account has no phone (endpoint), so it cannot listen in.",
@@ -309,13 +317,19 @@ async def spy(request: web.Request) -> web.Response:
         "Variable": f"SIGAP_SPY_TARGET={endpoint},SIGAP_SPY_MODE={mode}",
     }
     try:
-        await controller.ami.action("Originate", fields, timeout=controller.config.ami.action_timeout)
+        completion = await controller.ami.action(
+            "Originate", fields, timeout=controller.config.ami.action_timeout
+        )
     except AmiActionFailed as exc:
         message = exc.completion.response.message or "no message"
         raise ApiError(502, "asterisk_rejected",
                        f"Asterisk rejected Originate of PJSIP/{own}: {message}") from None
     except AmiError as exc:
         raise ApiError(503, "asterisk_unavailable", f"AMI action Originate failed: {exc}") from None
+    results = getattr(controller, "spy_results", None)
+    if results is not None:
+        results.expect(completion.action_id, user.username,
+                       {"endpoint": endpoint, "mode": mode, "supervisor_endpoint": own})
     log.info("supervisor_spy_started", user=user.username, supervisor_endpoint=own,
              operator=endpoint, mode=mode)
     await _audit(controller, user.username, mode, endpoint, own)

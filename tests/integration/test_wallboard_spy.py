@@ -29,6 +29,7 @@ async def supervisor_session(controller: Any, endpoint: str) -> AsyncIterator[An
         "X-CSRF-Token": signed_in.session.csrf_token,
     }
     async with aiohttp.ClientSession(headers=headers) as session:
+        session.user = signed_in.user  # type: ignore[attr-defined]
         yield session
 
 
@@ -59,6 +60,7 @@ async def test_supervisor_listens_to_answered_call(clean_stack: Stack, config, c
                         return operator_state(await response.json(), "op1") == "on_call"
 
                 await Stack.wait_for(op1_on_call, 20, "op1 on a call on the wallboard")
+                page = controller.feed.subscribe(session.user)
 
                 async with session.post(f"{base}/api/wallboard/spy",
                                         json={"endpoint": "op1", "mode": "listen"}) as response:
@@ -74,6 +76,10 @@ async def test_supervisor_listens_to_answered_call(clean_stack: Stack, config, c
             await Stack.wait_for(spying, 15, "ChanSpy running on the supervisor's phone")
             (spy,) = await spy_channels(controller)
             assert spy["Channel"].startswith(f"PJSIP/{SUPERVISOR_PHONE}-")
+            # The page hears that the phone answered.
+            result_event = await asyncio.wait_for(_spy_result(page), 10)
+            assert result_event.data["answered"] is True
+            assert result_event.data["endpoint"] == "op1"
             assert spy["Context"] == "sigap-supervisor-spy"
             assert spy["ApplicationData"] == "PJSIP/op1-,qE"
             # app_chanspy logs the channel it attached to, at verbose level.
@@ -95,6 +101,13 @@ async def test_supervisor_listens_to_answered_call(clean_stack: Stack, config, c
                 call.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await call
+
+
+async def _spy_result(page: Any) -> Any:
+    while True:
+        event = await page.queue.get()
+        if event is not None and event.kind == "spy.result":
+            return event
 
 
 async def _no_spy(controller: Any) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from sigap_pbx.agencies import webhooks
@@ -9,12 +11,16 @@ from sigap_pbx.agencies.dispatch import UNACKNOWLEDGED_ALARM
 from sigap_pbx.members import coverage, health, missed
 from sigap_pbx.members.actions import PAUSE_REASONS
 from sigap_pbx.roster.reporter import RosterUnavailable
+from sigap_pbx.store.accounts import Role, UserView
 from sigap_pbx.web import i18n
+from sigap_pbx.web.feed import Feed
+from sigap_pbx.web.wallboard import SpyResults
 from sigap_pbx.web.wallboard_routes import SPY_CONTEXT
 from tests.unit.wallboard_fakes import FakeController, FakeReporter, event, member_event
 from tests.web_auth import signed_in_client
 
 SPY = "/api/wallboard/spy"
+NOW = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -319,3 +325,63 @@ async def test_spy_without_ami_session(controller):
     finally:
         await client.close()
     assert controller.ami.actions == []
+
+
+@pytest.mark.parametrize(("response", "answered"), [("Success", True), ("Failure", False)])
+async def test_spy_result_reaches_own_pages(controller, response, answered):
+    controller.spy_results = SpyResults(controller.feed)
+    controller.ami.add_event_listener(controller.spy_results.on_event)
+    mine = controller.feed.subscribe(user_view("spv1", "kepala-1"))
+    other = controller.feed.subscribe(user_view("spv1", "kepala-2"))
+    client = await client_for(controller, "supervisor", endpoint="spv1", username="kepala-1")
+    try:
+        posted = await client.post(SPY, json={"endpoint": "op1", "mode": "whisper"})
+        assert posted.status == 202
+    finally:
+        await client.close()
+    drain(mine)
+    drain(other)
+    # Another Originate's result (a callback) is not this supervisor's.
+    controller.ami.emit(event("OriginateResponse", ("ActionID", "other-7"),
+                              ("Response", "Success"), ("Reason", "4")))
+    assert drain(mine) == []
+
+    controller.ami.emit(event("OriginateResponse", ("ActionID", "fake-1"),
+                              ("Response", response), ("Reason", "4" if answered else "3")))
+
+    [result] = [e for e in drain(mine) if e.kind == "spy.result"]
+    assert result.data["endpoint"] == "op1"
+    assert result.data["mode"] == "whisper"
+    assert result.data["answered"] is answered
+    assert [e for e in drain(other) if e.kind == "spy.result"] == []
+
+
+def test_spy_result_before_its_registration():
+    feed = Feed()
+    results = SpyResults(feed)
+    page = feed.subscribe(user_view("spv1", "kepala-1"))
+    results.on_event(event("OriginateResponse", ("ActionID", "a-1"), ("Response", "Failure"),
+                           ("Reason", "3")))
+
+    results.expect("a-1", "kepala-1",
+                   {"endpoint": "op2", "mode": "listen", "supervisor_endpoint": "spv1"})
+
+    [result] = drain(page)
+    assert result.kind == "spy.result"
+    assert result.data["answered"] is False
+    assert result.data["reason"] == "3"
+
+
+def user_view(endpoint, username):
+    return UserView(
+        id=1, username=username, display_name=username, role=Role.SUPERVISOR,
+        agency_code=None, endpoint=endpoint, password_hash="", disabled=False,
+        created_at=NOW, password_changed_at=NOW,
+    )
+
+
+def drain(subscription):
+    events = []
+    while not subscription.queue.empty():
+        events.append(subscription.queue.get_nowait())
+    return events

@@ -41,6 +41,7 @@ class FakeClock:
 @dataclass
 class FakeResponse:
     events: list[Event] = field(default_factory=list)
+    action_id: str = "fake-1"
 
 
 class FakeAmi:

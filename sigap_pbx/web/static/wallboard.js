@@ -248,5 +248,11 @@
     document.getElementById("wallboard-message").classList.add("no-phone");
   }
   // A (re)connected stream may have missed snapshots, so the page reloads one.
-  Sigap.events({ wallboard: render }, reload);
+  // Whether the supervisor's phone answered a listen, whisper or barge.
+  function spyResult(result) {
+    const message = result.answered ? text.spy_answered : text.spy_unanswered;
+    showMessage(message.replace("{endpoint}", result.endpoint), !result.answered);
+  }
+
+  Sigap.events({ wallboard: render, "spy.result": spyResult }, reload);
 })();
