@@ -12,7 +12,7 @@ import contextlib
 import importlib
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -400,34 +400,27 @@ class Controller:
         """
         await self.publish_routes()
         await self.resync()
-        # In a task: a database or roster problem must not end the AMI session,
+        # In tasks: a database or roster problem must not end the AMI session,
         # which the live view and the call tracker depend on.
-        self._spawn(self._membership_session(), "membership-session")
-        self._spawn(self._publish_diversions(), "diversions-session")
+        assert self.membership is not None and self.diversions is not None
+        self._spawn(self._logging_failure(self.membership.on_session(),
+                                          "membership_session_failed"), "membership-session")
+        self._spawn(self._logging_failure(self.diversions.on_session(),
+                                          "diversions_publish_failed"), "diversions-session")
         if self.ami.sessions > 1:
             self._spawn(self._reconcile("ami_reconnect"), "reconcile-after-gap")
 
-    async def _publish_diversions(self) -> None:
-        assert self.diversions is not None
+    @staticmethod
+    async def _logging_failure(work: Awaitable[None], event: str) -> None:
+        """Await `work`, and log its failure as `event` instead of raising it."""
         try:
-            await self.diversions.on_session()
+            await work
         except asyncio.CancelledError:
             raise
         except AmiError as exc:
-            log.warning("diversions_publish_failed", error=str(exc))
+            log.warning(event, error=str(exc))
         except Exception:
-            log.exception("diversions_publish_failed")
-
-    async def _membership_session(self) -> None:
-        assert self.membership is not None
-        try:
-            await self.membership.on_session()
-        except asyncio.CancelledError:
-            raise
-        except AmiError as exc:
-            log.warning("membership_session_failed", error=str(exc))
-        except Exception:
-            log.exception("membership_session_failed")
+            log.exception(event)
 
     async def publish_routes(self) -> None:
         """Write the routing values the dialplan reads with DB() into AstDB."""
