@@ -242,6 +242,7 @@ class Controller:
             self.ami, DiversionStore(self.db), country_code=config.site.country_code,
             clock=self.clock,
         )
+        self._spawn(self.diversions.run(), "diversions-republish")
         self.accounts = AccountService(self.db, clock=self.clock)
         await self.accounts.restore_failures()
         if await self.accounts.store.count_users() == 0:

@@ -51,6 +51,9 @@ SOX_TRIM = ["silence", "1", "0.02", "0.5%", "reverse", "silence", "1", "0.02", "
 SPEED = {"greeting": 185}
 DEFAULT_SPEED = 170
 GREETING_MAX_SECONDS = 3.0
+# The warning a flagged caller hears after the greeting; the dialplan keeps that
+# caller on the warning's hold class this much longer when the queue returns early.
+WARNING_MAX_SECONDS = 12.0
 
 
 class PromptError(Exception):
@@ -119,6 +122,15 @@ def generate_prompts(out: Path, custom_dir: Path | None = None) -> Path:
             seconds=round(greeting_seconds, 2),
             limit=GREETING_MAX_SECONDS,
             fix="record a shorter greeting; callers hear it before the ring tone",
+        )
+    warning_seconds = prompt_seconds(out / "divert-warning.wav")
+    if warning_seconds > WARNING_MAX_SECONDS:
+        log.warning(
+            "divert_warning_too_long",
+            seconds=round(warning_seconds, 2),
+            limit=WARNING_MAX_SECONDS,
+            fix="record a shorter warning; a flagged caller whose queue returns early "
+            "would hear it cut off",
         )
     ring = out / "ringback.wav"
     if not ring.exists():

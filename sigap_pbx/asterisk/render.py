@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from sigap_pbx.asterisk.paths import InstancePaths
-from sigap_pbx.asterisk.prompts import GREETING_MAX_SECONDS
+from sigap_pbx.asterisk.prompts import GREETING_MAX_SECONDS, WARNING_MAX_SECONDS
 from sigap_pbx.config import Config, OperatorConfig, load_secrets
 
 HEADER = "; Rendered by `sigap render-config` from the controller's configuration.\n"
@@ -210,6 +210,8 @@ def render_extensions(
         f"SIGAP_PROMPTS={paths.inner_prompts}\n",
         "; The greeting's maximum length; prompts.py warns about a longer one.\n",
         f"SIGAP_GREETING_SECONDS={math.ceil(GREETING_MAX_SECONDS)}\n",
+        "; The same for a flagged caller, who hears the warning after the greeting.\n",
+        f"SIGAP_WARNED_GREETING_SECONDS={math.ceil(GREETING_MAX_SECONDS + WARNING_MAX_SECONDS)}\n",
         f"SIGAP_AGI_HOST={config.agi.host}\n",
         f"SIGAP_AGI_PORT={config.agi.port}\n",
         f"SIGAP_AGI_WAIT={config.agi.operator_wait_seconds}\n",

@@ -11,6 +11,8 @@ so routing never waits for the controller:
 removed. A stored number +6281234567890 is published as 6281234567890 (from
 +62... or 62...), 081234567890 and 006281234567890. The dialplan compares `until`
 with the clock itself, so a flag ends on time even if the controller is down.
+Every REPUBLISH_SECONDS the controller publishes again, which retries a publish
+that failed and removes the keys of ended flags.
 
 A `warning` caller hears a warning after the greeting, while the operators' phones
 already ring. A `low_priority` caller waits behind every other caller (QUEUE_PRIO
@@ -24,13 +26,14 @@ from typing import Any
 
 import structlog
 
-from sigap_pbx.ami.client import AmiActionFailed
+from sigap_pbx.ami.client import AmiActionFailed, AmiError
 from sigap_pbx.clock import Clock, utc_now
 from sigap_pbx.store.diversions import DiversionStore
 
 log = structlog.get_logger(__name__)
 
 DIVERSION_FAMILY = "sigap/divert"
+REPUBLISH_SECONDS = 60.0
 
 
 def published_numbers(number: str, country_code: str) -> list[str]:
@@ -99,15 +102,36 @@ class DiversionPublisher:
                 "Family": f"{DIVERSION_FAMILY}/{digits}", "Key": action, "Val": str(until),
             })
             self._published.add((digits, action))
-        # Lifted flags go after the new values are in, so no flag in force is ever
-        # missing from AstDB between the two.
+        # Lifted flags go after the new values are in, so a flag in force is not
+        # missing between the two. (After a login the family is empty from the
+        # DBDelTree until its puts: callers then queue as if unflagged.)
         for digits, action in sorted(self._published - set(values)):
             try:
                 await self.ami.action(
                     "DBDel", {"Family": f"{DIVERSION_FAMILY}/{digits}", "Key": action}
                 )
-            except AmiActionFailed:
-                pass  # already gone
+            except AmiActionFailed as exc:
+                if "not found" not in (exc.completion.response.message or "").lower():
+                    raise
             self._published.discard((digits, action))
         log.info("diversions_published", keys=len(values))
         return len(values)
+
+    async def run(self, interval: float = REPUBLISH_SECONDS) -> None:
+        """Publish again every `interval` seconds while AMI is up.
+
+        A publish that failed after a flag was set or lifted is retried this way,
+        and keys of flags that have ended are removed.
+        """
+        while True:
+            await asyncio.sleep(interval)
+            if not self.ami.connected:
+                continue
+            try:
+                await self.publish()
+            except asyncio.CancelledError:
+                raise
+            except AmiError as exc:
+                log.warning("diversions_publish_failed", error=str(exc))
+            except Exception:
+                log.exception("diversions_publish_failed")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 _SEPARATORS = re.compile(r"[\s().-]")
+_TRUNK_ZERO = re.compile(r"(?<=[0-9])\s*\(\s*0\s*\)")
 _PHONE_NUMBER = re.compile(r"\+?[0-9]+")
 _WITHHELD = {"", "anonymous", "unknown", "unavailable", "private", "restricted"}
 
@@ -26,7 +27,8 @@ def normalise_number(raw: str | None, country_code: str = "62") -> str:
     """
     if raw is None:
         return ""
-    text = _SEPARATORS.sub("", raw.strip())
+    # "+62 (0)812...": the "(0)" after a country code is the trunk prefix, not dialled.
+    text = _SEPARATORS.sub("", _TRUNK_ZERO.sub("", raw.strip()))
     if text.lower() in _WITHHELD or not _PHONE_NUMBER.fullmatch(text):
         return ""
     digits = text.removeprefix("+")

@@ -43,7 +43,7 @@ NUMBER_PATTERN = re.compile(r"\+?[0-9]{3,20}")
 class DiversionAction(enum.StrEnum):
     """The treatment of a diverted number's calls in the emergency dialplan."""
 
-    WARNING = "warning"  # the caller hears a warning before the queue
+    WARNING = "warning"  # the caller hears a warning after the greeting, while queued
     LOW_PRIORITY = "low_priority"  # the caller waits behind every other caller
 
 

@@ -407,8 +407,8 @@ async def add_diversion(request: web.Request) -> web.Response:
 async def _publish_diversions(request: web.Request) -> None:
     """Bring the dialplan's copy of the flags up to date.
 
-    The flag is stored either way. When Asterisk cannot be reached now, the next
-    AMI login publishes every flag again.
+    The flag is stored either way, and the request succeeds. A publish that fails
+    now is retried by the controller within a minute.
     """
     publisher = getattr(_controller(request), "diversions", None)
     if publisher is None:
@@ -417,7 +417,9 @@ async def _publish_diversions(request: web.Request) -> None:
         await publisher.publish()
     except AmiError as exc:
         log.warning("diversions_publish_failed", error=str(exc),
-                    fix="the flags are stored and are published at the next AMI login")
+                    fix="the flag is stored; the controller publishes it again within a minute")
+    except Exception:
+        log.exception("diversions_publish_failed")
 
 
 async def lift_diversion(request: web.Request) -> web.Response:

@@ -73,6 +73,10 @@ async def test_flagged_callers_routed(clean_stack: Stack, config, caller_number)
             controller, plain_channel, "CHANNEL(musicclass)") == "sigap-wait"
         assert await channel_variable(
             controller, pranked_channel, "CHANNEL(musicclass)") == "sigap-wait"
+        # If the queue returns early, the warned caller hears the warning to its end.
+        assert int(await channel_variable(
+            controller, warned_channel, "SIGAP_GREETING_SECONDS")) > int(
+            await channel_variable(controller, plain_channel, "SIGAP_GREETING_SECONDS"))
 
         # Once lifted, the number is routed like any other.
         [flag] = await store.list_for([normalised(pranked)], in_force_at=now)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from sigap_pbx.ami.client import AmiClient, AmiNotConnected
+from sigap_pbx.ami.client import AmiActionFailed, AmiClient, AmiNotConnected
 from sigap_pbx.calls.diversions import DiversionPublisher, published_numbers
 from sigap_pbx.store import Database
 from sigap_pbx.store.diversions import DiversionStore
@@ -156,3 +156,42 @@ async def test_publish_without_ami_raises(tmp_path: Path) -> None:
             await asyncio.wait_for(publisher.publish(), 5)
     finally:
         await db.close()
+
+
+async def test_failed_lift_retried_by_republish(rig: Rig) -> None:
+    lifted = await rig.flag("+6281234567890", "low_priority")
+    await rig.publisher.on_session()
+    await rig.store.lift(lifted, by="spv1", at=T0 + timedelta(minutes=5))
+    rig.clock.now = T0 + timedelta(minutes=5)
+    rig.fake.replies["DBDel"] = lambda action: error(action, "Failed to delete entry")
+
+    with pytest.raises(AmiActionFailed):
+        await rig.publisher.publish()
+
+    rig.fake.replies["DBDel"] = lambda action: success(action, "Key deleted successfully")
+    before = len(rig.astdb_actions())
+    republish = asyncio.create_task(rig.publisher.run(interval=0.05))
+    try:
+        async with asyncio.timeout(5):
+            while len([a for a in rig.astdb_actions()[before:] if a[0] == "DBDel"]) < 3:
+                await asyncio.sleep(0.02)
+    finally:
+        republish.cancel()
+        await asyncio.gather(republish, return_exceptions=True)
+    deleted = {a[1] for a in rig.astdb_actions()[before:] if a[0] == "DBDel"}
+    assert deleted == {"sigap/divert/6281234567890", "sigap/divert/006281234567890",
+                       "sigap/divert/081234567890"}
+
+
+async def test_missing_key_counts_as_deleted(rig: Rig) -> None:
+    lifted = await rig.flag("+6281234567890", "warning")
+    await rig.publisher.on_session()
+    await rig.store.lift(lifted, by="spv1", at=T0 + timedelta(minutes=5))
+    rig.clock.now = T0 + timedelta(minutes=5)
+    rig.fake.replies["DBDel"] = lambda action: error(action, "Database entry not found")
+
+    assert await rig.publisher.publish() == 0
+    before = len(rig.astdb_actions())
+    assert await rig.publisher.publish() == 0
+    # Nothing is left to delete.
+    assert rig.astdb_actions()[before:] == []

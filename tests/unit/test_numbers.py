@@ -20,6 +20,12 @@ from sigap_pbx.calls.numbers import normalise_number
         ("+62 812-3456-7890", "+6281234567890"),
         (" 081234567890 ", "+6281234567890"),
         ("+14155550123", "+14155550123"),
+        # The trunk 0 written in brackets after the country code is not dialled.
+        ("+62 (0)812-3456-7890", "+6281234567890"),
+        ("+62(0)81234567890", "+6281234567890"),
+        ("+44 (0) 20 7946 0018", "+442079460018"),
+        # Brackets at the start are an area code's, and keep their 0.
+        ("(0)81234567890", "+6281234567890"),
     ],
 )
 def test_number_to_e164(raw: str, expected: str) -> None:
