@@ -30,6 +30,7 @@ from sigap_pbx.members.pauses import (
     utc_now,
 )
 from sigap_pbx.store.alarms import AlarmNotFound, AlarmSeverity, AlarmStore
+from sigap_pbx.store.retry import write_with_retry
 
 log = structlog.get_logger(__name__)
 
@@ -378,30 +379,15 @@ class AlarmBoard:
                 self._writes.task_done()
 
     async def _write_with_retry(self, record: AlarmRecord) -> None:
-        delay = FIRST_RETRY_DELAY
-        while True:
-            try:
-                await self._write(record)
-                return
-            except (ValueError, TypeError, LookupError):
-                # A value the store rejects (InvalidFieldValue) or a row it cannot
-                # find (AlarmNotFound) would fail again, so the write is dropped.
-                log.exception(
-                    "alarm_write_rejected", kind=record.kind, subject=record.subject
-                )
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning(
-                    "alarm_write_failed_retrying",
-                    kind=record.kind,
-                    subject=record.subject,
-                    error=f"{type(exc).__name__}: {exc}",
-                    retry_in=delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_RETRY_DELAY)
+        await write_with_retry(
+            lambda: self._write(record),
+            retry_event="alarm_write_failed_retrying",
+            rejected_event="alarm_write_rejected",
+            first_delay=FIRST_RETRY_DELAY,
+            max_delay=MAX_RETRY_DELAY,
+            kind=record.kind,
+            subject=record.subject,
+        )
 
     async def _write(self, record: AlarmRecord) -> None:
         assert self.store is not None

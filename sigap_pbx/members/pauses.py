@@ -27,7 +27,9 @@ from typing import Any
 
 import structlog
 
+from sigap_pbx.store import retry
 from sigap_pbx.store.members import MemberStore, PauseSource
+from sigap_pbx.store.retry import write_with_retry
 from sigap_pbx.wire.ami import Event
 
 log = structlog.get_logger(__name__)
@@ -35,10 +37,9 @@ log = structlog.get_logger(__name__)
 Clock = Callable[[], datetime]
 MemberKey = tuple[str, str]  # (interface, queue)
 
-# Seconds before the first retry of a failed store write. Each further failure
-# doubles the delay, up to MAX_RETRY_DELAY.
-FIRST_RETRY_DELAY = 0.2
-MAX_RETRY_DELAY = 5.0
+# Seconds before the first retry of a failed store write, doubling up to the max.
+FIRST_RETRY_DELAY = retry.FIRST_RETRY_DELAY
+MAX_RETRY_DELAY = retry.MAX_RETRY_DELAY
 
 
 def utc_now() -> datetime:
@@ -291,34 +292,16 @@ class PauseTracker:
                 self._writes.task_done()
 
     async def _apply_with_retry(self, write: PauseWrite) -> None:
-        delay = FIRST_RETRY_DELAY
-        while True:
-            try:
-                await self._apply(write)
-                return
-            except (ValueError, TypeError, LookupError):
-                # A value the store rejects (InvalidFieldValue) or a row it cannot
-                # find (PauseNotFound) would fail again, so the write is dropped.
-                log.exception(
-                    "pause_write_rejected",
-                    write=write.kind,
-                    interface=write.interval.interface,
-                    queue=write.interval.queue,
-                )
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning(
-                    "pause_write_failed_retrying",
-                    write=write.kind,
-                    interface=write.interval.interface,
-                    queue=write.interval.queue,
-                    error=f"{type(exc).__name__}: {exc}",
-                    retry_in=delay,
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, MAX_RETRY_DELAY)
+        await write_with_retry(
+            lambda: self._apply(write),
+            retry_event="pause_write_failed_retrying",
+            rejected_event="pause_write_rejected",
+            first_delay=FIRST_RETRY_DELAY,
+            max_delay=MAX_RETRY_DELAY,
+            write=write.kind,
+            interface=write.interval.interface,
+            queue=write.interval.queue,
+        )
 
     async def _apply(self, write: PauseWrite) -> None:
         interval = write.interval
