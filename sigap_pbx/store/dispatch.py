@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, case, func, insert, select, update
+from sqlalchemy import Select, Table, case, insert, select, update
 
 from sigap_pbx.store.agencies import Agency
 from sigap_pbx.store.calls import (
@@ -205,23 +205,17 @@ class DispatchStore:
             rows = (await session.execute(query)).mappings().all()
         return [_dispatch_view(row) for row in rows]
 
-    async def list_after(self, dispatch_id: int, *, limit: int = 100) -> list[DispatchView]:
-        """Return the dispatches with an id above `dispatch_id`, lowest id first."""
+    async def list_sent_since(self, since: datetime, *, limit: int = 500) -> list[DispatchView]:
+        """Return the dispatches sent at or after `since`, oldest first."""
         query = (
             _view_query()
-            .where(DISPATCHES.c.id > dispatch_id)
-            .order_by(DISPATCHES.c.id)
+            .where(DISPATCHES.c.sent_at >= _aware_datetime("since", since))
+            .order_by(DISPATCHES.c.sent_at, DISPATCHES.c.id)
             .limit(limit)
         )
         async with self._db.session(write=False) as session:
             rows = (await session.execute(query)).mappings().all()
         return [_dispatch_view(row) for row in rows]
-
-    async def last_id(self) -> int:
-        """Return the highest dispatch id, 0 when there is none."""
-        async with self._db.session(write=False) as session:
-            value = (await session.execute(select(func.max(DISPATCHES.c.id)))).scalar()
-        return int(value or 0)
 
     async def list_unacknowledged(self) -> list[DispatchView]:
         """Return every dispatch still in status ``sent``, oldest first."""

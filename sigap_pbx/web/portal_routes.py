@@ -9,8 +9,8 @@ or all of them.
 publishes `dispatch.new` when a report is sent to an agency and
 `dispatch.updated` after each status change, both to that agency's staff and to
 supervisors and admins. Dispatches made by another process, such as the
-`sigap reports dispatch` command, are found by OutsideDispatches, which looks for
-new dispatches every OUTSIDE_POLL_SECONDS while a page is open.
+`sigap reports dispatch` command, are found by OutsideDispatches, which reads
+the recent dispatches every OUTSIDE_POLL_SECONDS while a page is open.
 The page also reloads its list every RELOAD_SECONDS, for status changes made
 elsewhere.
 """
@@ -18,6 +18,7 @@ elsewhere.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -25,6 +26,7 @@ from aiohttp import web
 
 from sigap_pbx.agencies.dispatch import STATUS_ORDER
 from sigap_pbx.agencies.reports import LABELS_ID
+from sigap_pbx.clock import Clock, utc_now
 from sigap_pbx.store.accounts import Role
 from sigap_pbx.store.dispatch import DispatchView
 from sigap_pbx.store.reports import DispatchOutcome, DispatchStatus
@@ -41,10 +43,11 @@ log = structlog.get_logger(__name__)
 
 # The page reloads its list this often, to catch changes that published no event.
 RELOAD_SECONDS = 60
-# How often the controller looks for dispatches another process made, and how many
-# it reads at a time.
+# How often the controller looks for dispatches another process made, how far back
+# its first look goes, and how far each look goes back before the previous one.
 OUTSIDE_POLL_SECONDS = 5.0
-OUTSIDE_BATCH = 100
+OUTSIDE_LOOKBACK_SECONDS = 120.0
+OUTSIDE_OVERLAP_SECONDS = 60.0
 
 i18n.register({
     "portal.title": ("Portal instansi", "Agency portal"),
@@ -108,54 +111,60 @@ def event_data(view: DispatchView) -> dict[str, Any]:
 class OutsideDispatches:
     """Announce the dispatches this server did not make, such as the command's.
 
-    Each check reads the dispatches with an id above the highest one seen and
-    publishes `dispatch.new` for those still waiting to be acknowledged, except the
-    ones this server announced itself. While no agency page is open, nothing is
-    read, and the next check after that catches up.
+    Each check reads the dispatches sent since a little before the previous check,
+    because another process's dispatch may commit a moment after its `sent_at`. It
+    publishes `dispatch.new` for those still waiting to be acknowledged that were
+    not published yet. The first check after a start, or after a time with no agency
+    page open, looks back OUTSIDE_LOOKBACK_SECONDS, so a dispatch made while the
+    controller restarted is announced too. While no agency page is open, nothing is
+    read.
     """
 
-    def __init__(self, store: Any, feed: Any) -> None:
+    def __init__(self, store: Any, feed: Any, clock: Clock = utc_now) -> None:
         self.store = store
         self.feed = feed
-        # The highest dispatch id seen; None until the first check.
-        self.last_id: int | None = None
-        # Dispatches this server announced itself, so a check skips them.
-        self._announced: dict[int, None] = {}
+        self.clock = clock
+        # When the last check read the store; None before the first one.
+        self.read_at: datetime | None = None
+        # Dispatches published already, by id, with their sent_at.
+        self._published: dict[int, datetime] = {}
 
-    def mark_announced(self, dispatch_id: int) -> None:
-        self._announced[dispatch_id] = None
-        while len(self._announced) > OUTSIDE_BATCH:
-            self._announced.pop(next(iter(self._announced)))
+    def mark_announced(self, view: DispatchView) -> None:
+        """Note a dispatch this server published itself, so no check repeats it."""
+        self._published[view.id] = view.sent_at
 
     async def check(self) -> int:
         """Publish the new outside dispatches; return how many were published."""
-        if self.last_id is None:
-            self.last_id = await self.store.last_id()
-            return 0
         if not self.feed.has_subscribers(AGENCY_STAFF):
+            self.read_at = None
             return 0
+        now = self.clock()
+        start = self.read_at or now - timedelta(seconds=OUTSIDE_LOOKBACK_SECONDS)
+        since = start - timedelta(seconds=OUTSIDE_OVERLAP_SECONDS)
+        views = await self.store.list_sent_since(since)
+        self.read_at = now
         published = 0
-        while True:
-            views = await self.store.list_after(self.last_id, limit=OUTSIDE_BATCH)
-            for view in views:
-                self.last_id = max(self.last_id, view.id)
-                if view.status != DispatchStatus.SENT or view.id in self._announced:
-                    continue
-                self.feed.publish("dispatch.new", event_data(view), roles=AGENCY_STAFF,
-                                  agency=view.agency_code)
-                published += 1
-            if len(views) < OUTSIDE_BATCH:
-                return published
+        for view in views:
+            if view.status != DispatchStatus.SENT or view.id in self._published:
+                continue
+            self.feed.publish("dispatch.new", event_data(view), roles=AGENCY_STAFF,
+                              agency=view.agency_code)
+            self._published[view.id] = view.sent_at
+            published += 1
+        self._published = {
+            key: sent_at for key, sent_at in self._published.items() if sent_at >= since
+        }
+        return published
 
     async def run(self, interval: float = OUTSIDE_POLL_SECONDS) -> None:
         while True:
+            await asyncio.sleep(interval)
             try:
                 await self.check()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("outside_dispatch_check_failed")
-            await asyncio.sleep(interval)
 
 
 def attach(controller: Controller) -> None:
@@ -166,14 +175,14 @@ def attach(controller: Controller) -> None:
         log.warning("portal_events_not_attached", reason="agency services not started")
         return
     feed = controller.feed
-    outside = OutsideDispatches(dispatches.store, feed)
+    outside = OutsideDispatches(dispatches.store, feed, getattr(controller, "clock", utc_now))
     controller.outside_dispatches = outside
     controller._spawn(outside.run(), "outside-dispatches")
 
     async def announce_dispatch(outcome: DispatchOutcome) -> None:
         for code in outcome.sent:
             view = await dispatches.find(outcome.report_id, code)
-            outside.mark_announced(view.id)
+            outside.mark_announced(view)
             feed.publish("dispatch.new", event_data(view), roles=AGENCY_STAFF, agency=code)
 
     async def announce_change(view: DispatchView) -> None:

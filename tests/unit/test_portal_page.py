@@ -36,6 +36,7 @@ class FakeController:
     feed: Feed = field(default_factory=Feed)
     tasks: list[asyncio.Task[Any]] = field(default_factory=list)
     outside_dispatches: portal_routes.OutsideDispatches | None = None
+    clock: Any = None
 
     def _spawn(self, coro: Any, name: str) -> None:
         self.tasks.append(asyncio.create_task(coro, name=name))
@@ -65,6 +66,7 @@ async def portal(tmp_path: Path) -> AsyncIterator[Portal]:
         agencies,
         ReportService(db, config, clock=clock),
         DispatchService(db, clock=clock),
+        clock=clock,
     )
     result = Portal(controller, db)
     yield result
@@ -223,15 +225,17 @@ async def test_outside_dispatch_announced(portal: Portal) -> None:
     portal_routes.attach(controller)  # type: ignore[arg-type]
     outside = controller.outside_dispatches
     assert outside is not None
-    earlier = await add_report(portal.db)
-    await controller.reports.dispatch(earlier, ["polisi"], "op1")
-    # The first check only notes where the dispatches stand.
-    assert await outside.check() == 0
     damkar = controller.feed.subscribe(user(Role.AGENCY, "damkar"))
     polisi = controller.feed.subscribe(user(Role.AGENCY, "polisi"))
+    earlier = await add_report(portal.db)
+    await controller.reports.dispatch(earlier, ["polisi"], "op1")
+    drain(polisi)
+    # Announced by this server already: no check repeats it.
+    assert await outside.check() == 0
 
     # The command writes through services of its own, which tell this feed nothing.
-    other_process = ReportService(portal.db, Config(), clock=FakeClock())
+    controller.clock.advance(5)
+    other_process = ReportService(portal.db, Config(), clock=controller.clock)
     report_id = await add_report(portal.db)
     await other_process.dispatch(report_id, ["damkar"], "cli")
     assert drain(damkar) == []
@@ -242,7 +246,45 @@ async def test_outside_dispatch_announced(portal: Portal) -> None:
     assert event.data["report_id"] == report_id
     assert drain(polisi) == []
     # Announced once only.
+    controller.clock.advance(5)
     assert await outside.check() == 0
+
+
+async def test_dispatch_during_restart_announced(portal: Portal) -> None:
+    """A dispatch made while the controller was down is announced after its start."""
+    controller = portal.controller
+    other_process = ReportService(portal.db, Config(), clock=controller.clock)
+    report_id = await add_report(portal.db)
+    await other_process.dispatch(report_id, ["damkar"], "cli")
+    controller.clock.advance(30)
+    portal_routes.attach(controller)  # type: ignore[arg-type]
+    outside = controller.outside_dispatches
+    assert outside is not None
+    damkar = controller.feed.subscribe(user(Role.AGENCY, "damkar"))
+
+    assert await outside.check() == 1
+    [event] = drain(damkar)
+    assert event.data["report_id"] == report_id
+
+
+async def test_late_commit_still_announced(portal: Portal) -> None:
+    """A dispatch that commits after a check that began later than its sent_at."""
+    controller = portal.controller
+    portal_routes.attach(controller)  # type: ignore[arg-type]
+    outside = controller.outside_dispatches
+    assert outside is not None
+    damkar = controller.feed.subscribe(user(Role.AGENCY, "damkar"))
+    sent_at_clock = FakeClock(controller.clock.now)
+    controller.clock.advance(10)
+    assert await outside.check() == 0
+
+    other_process = ReportService(portal.db, Config(), clock=sent_at_clock)
+    report_id = await add_report(portal.db)
+    await other_process.dispatch(report_id, ["damkar"], "cli")
+    controller.clock.advance(5)
+
+    assert await outside.check() == 1
+    assert [e.data["report_id"] for e in drain(damkar)] == [report_id]
 
 
 async def test_own_dispatch_not_announced_twice(portal: Portal) -> None:
@@ -261,25 +303,30 @@ async def test_own_dispatch_not_announced_twice(portal: Portal) -> None:
     assert drain(damkar) == []
 
 
-async def test_outside_dispatch_after_pages_open(portal: Portal) -> None:
-    """A dispatch made while no page was open is announced once one opens; an
-    acknowledged one is not."""
+async def test_acknowledged_outside_dispatch_not_announced(portal: Portal) -> None:
     controller = portal.controller
     portal_routes.attach(controller)  # type: ignore[arg-type]
     outside = controller.outside_dispatches
     assert outside is not None
-    assert await outside.check() == 0
-    other_process = ReportService(portal.db, Config(), clock=FakeClock())
-    waiting = await add_report(portal.db)
-    await other_process.dispatch(waiting, ["damkar"], "cli")
+    other_process = ReportService(portal.db, Config(), clock=controller.clock)
     handled = await add_report(portal.db)
     await other_process.dispatch(handled, ["damkar"], "cli")
     await controller.dispatches.acknowledge((handled, "damkar"), "damkar-1")
+    damkar = controller.feed.subscribe(user(Role.AGENCY, "damkar"))
 
     assert await outside.check() == 0
-    damkar = controller.feed.subscribe(user(Role.AGENCY, "damkar"))
-    drain(damkar)
+    assert drain(damkar) == []
 
-    assert await outside.check() == 1
-    [event] = drain(damkar)
-    assert event.data["report_id"] == waiting
+
+async def test_outside_dispatches_not_read_without_pages(portal: Portal) -> None:
+    controller = portal.controller
+    portal_routes.attach(controller)  # type: ignore[arg-type]
+    outside = controller.outside_dispatches
+    assert outside is not None
+    report_id = await add_report(portal.db)
+    await ReportService(portal.db, Config(), clock=controller.clock).dispatch(
+        report_id, ["damkar"], "cli"
+    )
+
+    assert await outside.check() == 0
+    assert outside.read_at is None
