@@ -33,11 +33,23 @@ def normalise_number(raw: str | None, country_code: str = "62") -> str:
         return ""
     digits = text.removeprefix("+")
     if text.startswith("+"):
-        return "+" + digits
+        return "+" + _without_trunk_zero(digits, country_code)
     if digits.startswith("00") and len(digits) > 2:
-        return "+" + digits[2:]
+        return "+" + _without_trunk_zero(digits[2:], country_code)
     if digits.startswith(country_code) and len(digits) >= 9 + len(country_code) - 2:
-        return "+" + digits
+        return "+" + _without_trunk_zero(digits, country_code)
     if digits.startswith("0") and len(digits) >= 8:
         return "+" + country_code + digits[1:]
+    return digits
+
+
+def _without_trunk_zero(digits: str, country_code: str) -> str:
+    """Drop the national trunk 0 written after this country's code (+62 0812...).
+
+    Numbers here are dialled nationally with a leading 0 that is not part of the
+    number, so after the country code a 0 can only be that prefix written by habit.
+    """
+    prefix = country_code + "0"
+    if digits.startswith(prefix) and len(digits) > len(prefix):
+        return country_code + digits[len(prefix):]
     return digits

@@ -115,7 +115,7 @@ def validate_number(field: str, value: Any) -> str:
     """Return a caller number of an optional '+' and 3 to 20 digits; raise otherwise."""
     if not isinstance(value, str) or not NUMBER_PATTERN.fullmatch(value):
         raise InvalidFieldValue(
-            field, value, "an optional '+' and 3 to 20 digits, without spaces or dashes"
+            field, value, "an optional '+' and 3 to 20 digits"
         )
     return value
 

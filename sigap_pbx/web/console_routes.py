@@ -326,7 +326,8 @@ async def _flags_in_force(db: Any, numbers: list[str], at: datetime) -> list[Any
 
 
 def _diversion_number(request: web.Request, raw: Any) -> str:
-    if not isinstance(raw, str) or not raw or len(raw) > MAX_NUMBER_LENGTH:
+    if (not isinstance(raw, str) or not raw or len(raw) > MAX_NUMBER_LENGTH
+            or any(ord(char) < 0x20 for char in raw)):
         raise ApiError(400, "invalid_number",
                        f"number {raw!r:.40} is invalid: send the caller number as text, "
                        "such as 081234567890 or +6281234567890")
@@ -434,6 +435,7 @@ async def lift_diversion(request: web.Request) -> web.Response:
         flag = await DiversionStore(_db(request)).lift(int(raw), by=user.username, at=now)
     except DiversionNotFound as exc:
         raise ApiError(404, "diversion_not_found", str(exc)) from None
+    log.info("diversion_lifted", diversion=flag.id, number=flag.number, user=user.username)
     await _audit(request, "diversion.lift", flag.number, {"id": flag.id})
     await _publish_diversions(request)
     return web.json_response(flag.to_dict(now))

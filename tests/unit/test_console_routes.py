@@ -264,6 +264,8 @@ async def test_supervisor_sets_and_lifts_flag(controller: FakeController, role: 
         ({"until": None}, "invalid_until", "ISO 8601"),
         ({"number": "08-12 abc"}, "invalid_number", "08-12 abc"),
         ({"number": 812}, "invalid_number", "812"),
+        ({"number": "0812\n3456"}, "invalid_number", "0812"),
+        ({"number": "12"}, "invalid_number", "3 to 20 digits"),
         ({"reason": "  "}, "missing_reason", "reason"),
         ({"action": "block"}, "invalid_action", "block"),
         ({"forever": True}, "invalid_body", "forever"),

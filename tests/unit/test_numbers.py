@@ -26,6 +26,12 @@ from sigap_pbx.calls.numbers import normalise_number
         ("+44 (0) 20 7946 0018", "+442079460018"),
         # Brackets at the start are an area code's, and keep their 0.
         ("(0)81234567890", "+6281234567890"),
+        # The trunk 0 written after this country's code without brackets.
+        ("+62 0812-3456-7890", "+6281234567890"),
+        ("0062081234567890", "+6281234567890"),
+        ("62081234567890", "+6281234567890"),
+        # Another country's number keeps its digits.
+        ("+390612345678", "+390612345678"),
     ],
 )
 def test_number_to_e164(raw: str, expected: str) -> None:
