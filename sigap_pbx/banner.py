@@ -21,7 +21,7 @@ Sigap 112 is starting (instance '{config.site.instance}', state in {config.state
   AMI                tcp {config.ami.host}:{config.ami.port}
   FastAGI            tcp {config.agi.host}:{config.agi.port}
   Web pages          {"https" if config.web.tls_cert else "http"}://{config.web.host}:{config.web.port}/login
-                     (first account: sigap user add NAME --role admin)
+                     (first account: .venv/bin/sigap user add NAME --role admin)
   Database           {mask_password(config.database_url)}
 Press Ctrl-C to stop everything.
 """,

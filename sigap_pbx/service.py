@@ -249,7 +249,8 @@ class Controller:
             log.warning(
                 "web_no_accounts",
                 fix="create the first administrator with "
-                "`sigap user add NAME --role admin`, then sign in at /login",
+                "`sigap user add NAME --role admin` (`.venv/bin/sigap` in a source "
+                "checkout), then sign in at /login",
             )
 
         # Listening sockets first: a port in use is a start-up error to report now,
