@@ -287,6 +287,8 @@ class Controller:
         self.ami.add_event_listener(self.forwarder.on_event)
         self.ami.add_event_listener(self.operator_actions.on_event)
         self.ami.add_connect_listener(self._on_ami_session)
+        # Before the live view is marked stale: the members are read from it.
+        self.ami.add_disconnect_listener(self.membership.remember_members)
         self.ami.add_disconnect_listener(self.live.mark_unsynced)
         for name in WEB_COMPONENTS:
             importlib.import_module(name).attach(self)

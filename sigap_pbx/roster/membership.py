@@ -278,6 +278,10 @@ class MembershipManager:
         # as (event name, queue, interface). Other member events are someone else's.
         self._own: dict[tuple[str, str, str], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # When the Asterisk of the last AMI session started, and the members of the
+        # primary queue when that session ended (endpoint -> penalty).
+        self._asterisk_started: str | None = None
+        self._members_at_gap: dict[str, int] = {}
 
     @property
     def managed_queues(self) -> tuple[str, str]:
@@ -305,9 +309,69 @@ class MembershipManager:
 
     async def on_session(self) -> None:
         """Read the AstDB state after an AMI login, then reconcile."""
+        started = await self._startup_time()
+        restarted = (
+            started is not None
+            and self._asterisk_started is not None
+            and started != self._asterisk_started
+        )
+        if started is not None:
+            self._asterisk_started = started
         await self._load_applied()
         await self._import_fallbacks()
         await self.reconcile("ami_session")
+        if restarted and self.roster is None:
+            await self._restore_members()
+
+    def remember_members(self) -> None:
+        """Note the primary queue's members as an AMI session ends."""
+        queue = self.live.queues.get(self.primary_queue)
+        if queue is None or not self.live.synced:
+            return
+        self._members_at_gap = {
+            interface.removeprefix("PJSIP/"): member.penalty
+            for interface, member in queue.members.items()
+            if interface.startswith("PJSIP/")
+        }
+
+    async def _restore_members(self) -> None:
+        """Add back the members Asterisk lost in a restart, when no roster holds them.
+
+        With a roster, its shift and the stored log-ins put members back. Without
+        one, the operators who had logged in with a feature code would otherwise be
+        gone, and callers would go straight down the overflow chain.
+        """
+        queue = self.live.queues.get(self.primary_queue)
+        present = set(queue.members) if queue is not None else set()
+        restored = []
+        for endpoint, penalty in sorted(self._members_at_gap.items()):
+            if pjsip_interface(endpoint) in present:
+                continue
+            try:
+                await self._queue_add(self.primary_queue, endpoint, penalty)
+            except AmiError as exc:
+                log.warning("member_restore_failed", endpoint=endpoint, error=str(exc))
+                continue
+            restored.append(endpoint)
+        self._members_at_gap = {}
+        if restored:
+            log.warning("members_restored_after_asterisk_restart", queue=self.primary_queue,
+                        endpoints=restored)
+
+    async def _startup_time(self) -> str | None:
+        """Return when the Asterisk now connected started, or None if it cannot tell."""
+        try:
+            reply = await self.ami.action("CoreStatus", {}, timeout=self.action_timeout)
+        except AmiError as exc:
+            log.warning("asterisk_start_time_unknown", error=str(exc))
+            return None
+        response = getattr(reply, "response", None)
+        if response is None:
+            return None
+        day, time_of_day = response.get("CoreStartupDate"), response.get("CoreStartupTime")
+        if not day or not time_of_day:
+            return None
+        return f"{day} {time_of_day}"
 
     async def reconcile(self, reason: str) -> Plan | None:
         """Compare the queues with the roster and send the changes. None without a roster."""

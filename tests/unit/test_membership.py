@@ -93,6 +93,8 @@ class FakeAsterisk:
         self.members: dict[tuple[str, str], dict[str, str]] = {}
         self.astdb: dict[tuple[str, str], str] = {}
         self.actions: list[tuple[str, dict[str, str]]] = []
+        # CoreStatus's start time; a restart changes it.
+        self.started = ("2026-12-04", "08:00:00")
 
     def emit(self, name: str, **headers: str) -> None:
         event = ami_event(name, **headers)
@@ -169,7 +171,19 @@ class FakeAsterisk:
             return completion("Result will follow", events=items)
         elif name == "DBDel":
             self.astdb.pop((fields["Family"], fields["Key"]), None)
+        elif name == "CoreStatus":
+            response = Response(headers=(
+                ("Response", "Success"), ("ActionID", "1"), ("CoreStartupDate", self.started[0]),
+                ("CoreStartupTime", self.started[1]),
+            ))
+            return Completion(action_id="1", response=response)
         return completion("ok")
+
+    def restart(self) -> None:
+        """Restart with persistentmembers = no: every queue is empty."""
+        self.members.clear()
+        self.live.reset_from_status([])
+        self.started = (self.started[0], "09:00:00")
 
     def queue(self, queue: str) -> dict[str, int]:
         """Return endpoint -> penalty of one queue."""
@@ -486,6 +500,46 @@ async def test_dialplan_fallback_is_imported() -> None:
     (key, override, actor, source) = setup.overrides.rows[-1]
     assert (override.action, override.at, source) == ("logout", local(DAY, 11),
                                                       "dialplan_fallback")
+
+
+async def test_members_without_roster_survive_asterisk_restart() -> None:
+    setup = Setup(None, local(DAY, 10))
+    await setup.manager.on_session()
+    await setup.manager.operator_action("op1", "login", actor="op1", source="feature_code")
+    setup.asterisk.add_by_hand(PRIMARY, "spv1", penalty=10)
+
+    setup.manager.remember_members()
+    setup.asterisk.restart()
+    await setup.manager.on_session()
+
+    assert setup.asterisk.queue(PRIMARY) == {"op1": 0, "spv1": 10}
+
+
+async def test_members_not_restored_without_restart() -> None:
+    setup = Setup(None, local(DAY, 10))
+    await setup.manager.on_session()
+    await setup.manager.operator_action("op1", "login", actor="op1", source="feature_code")
+    setup.manager.remember_members()
+    # An AMI gap only: op1 logged out meanwhile through the dialplan's fallback.
+    setup.asterisk.members.clear()
+    setup.live.reset_from_status([])
+
+    await setup.manager.on_session()
+
+    assert setup.asterisk.queue(PRIMARY) == {}
+
+
+async def test_roster_not_overridden_after_restart() -> None:
+    setup = Setup(make_roster(), local(DAY, 10))
+    await setup.manager.on_session()
+    setup.asterisk.add_by_hand(PRIMARY, "op7")
+    setup.manager.remember_members()
+    setup.asterisk.restart()
+
+    await setup.manager.on_session()
+
+    # The roster decides: the member added by hand is not put back.
+    assert setup.asterisk.queue(PRIMARY) == {"op3": 0, "op4": 5, "spv1": 10}
 
 
 async def test_invalid_roster_changes_nothing() -> None:
