@@ -109,7 +109,7 @@ def event_data(view: DispatchView) -> dict[str, Any]:
 
 
 class OutsideDispatches:
-    """Announce the dispatches this server did not make, such as the command's.
+    """The announcer of dispatches this server did not make, such as the command's.
 
     Each check reads the dispatches sent since a little before the previous check,
     because another process's dispatch may commit a moment after its `sent_at`. It

@@ -576,7 +576,7 @@ SPY_RESULTS_KEPT = 100
 
 
 class SpyResults:
-    """Tell a supervisor whether the phone a listen, whisper or barge rang was answered.
+    """The outcomes of listen, whisper and barge calls, sent to the supervisor who asked.
 
     The spy route sends an asynchronous Originate and answers at once. Asterisk's
     OriginateResponse for it arrives once the supervisor's phone answers, or does
