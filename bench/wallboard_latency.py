@@ -38,6 +38,7 @@ from aiohttp import web
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sigap_pbx.accounts import AccountService  # noqa: E402
+from sse import wallboard_events  # noqa: E402
 from sigap_pbx.store import Database  # noqa: E402
 from sigap_pbx.store.accounts import Role  # noqa: E402
 from sigap_pbx.web.app import create_app  # noqa: E402
@@ -55,20 +56,11 @@ async def read_stream(
     session: aiohttp.ClientSession, url: str, first_seen: dict[str, float],
     ready: asyncio.Event,
 ) -> None:
-    async with session.get(url) as response:
-        kind = None
-        async for raw in response.content:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                kind = line[7:]
-                if kind == "hello":
-                    ready.set()
-            elif line.startswith("data: ") and kind == "wallboard":
-                now = time.perf_counter()
-                data = json.loads(line[6:])
-                for queue in data["queues"]:
-                    for caller in queue["callers"]:
-                        first_seen.setdefault(caller["uniqueid"], now)
+    async for data in wallboard_events(session, url, ready):
+        now = time.perf_counter()
+        for queue in data["queues"]:
+            for caller in queue["callers"]:
+                first_seen.setdefault(caller["uniqueid"], now)
 
 
 def caller_join(uniqueid: str) -> Any:

@@ -37,6 +37,7 @@ from sigap_pbx.store.accounts import Role
 from sigap_pbx.web.access import SUPERVISORS
 from sigap_pbx.web.app import create_app
 from sigap_pbx.web.feed import Feed
+from sse import wallboard_events
 
 
 class BenchController:
@@ -71,18 +72,9 @@ async def read_stream(
     session: aiohttp.ClientSession, url: str, delays: list[float], seen: set[int],
     ready: asyncio.Event,
 ) -> None:
-    async with session.get(url) as response:
-        kind = None
-        async for raw in response.content:
-            line = raw.decode().rstrip("\n")
-            if line.startswith("event: "):
-                kind = line[7:]
-                if kind == "hello":
-                    ready.set()
-            elif line.startswith("data: ") and kind == "wallboard":
-                data = json.loads(line[6:])
-                delays.append(time.perf_counter() - data["sent"])
-                seen.add(data["sequence"])
+    async for data in wallboard_events(session, url, ready):
+        delays.append(time.perf_counter() - data["sent"])
+        seen.add(data["sequence"])
 
 
 def cpu_seconds() -> float:

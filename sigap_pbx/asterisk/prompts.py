@@ -51,8 +51,9 @@ SOX_TRIM = ["silence", "1", "0.02", "0.5%", "reverse", "silence", "1", "0.02", "
 SPEED = {"greeting": 185}
 DEFAULT_SPEED = 170
 GREETING_MAX_SECONDS = 3.0
-# The warning a flagged caller hears after the greeting; the dialplan keeps that
-# caller on the warning's hold class this much longer when the queue returns early.
+# The longest warning a flagged caller hears after the greeting. When the queue
+# returns early, the dialplan keeps that caller on the warning's hold class this much
+# longer.
 WARNING_MAX_SECONDS = 12.0
 
 
@@ -103,6 +104,13 @@ def _ringback(target: Path) -> None:
           "vol", "0.3", "pad", "0", "4"])
 
 
+def _check_length(path: Path, limit: float, event: str, fix: str) -> None:
+    """Log `event` when the prompt at `path` plays longer than `limit` seconds."""
+    seconds = prompt_seconds(path)
+    if seconds > limit:
+        log.warning(event, seconds=round(seconds, 2), limit=limit, fix=fix)
+
+
 def generate_prompts(out: Path, custom_dir: Path | None = None) -> Path:
     """Write every prompt into `out` (and the hold-music folders), reusing old files."""
     out.mkdir(parents=True, exist_ok=True)
@@ -115,23 +123,11 @@ def generate_prompts(out: Path, custom_dir: Path | None = None) -> Path:
         elif not target.exists():
             _speak(text, target, SPEED.get(name, DEFAULT_SPEED))
             log.info("prompt_generated", prompt=name)
-    greeting_seconds = prompt_seconds(out / "greeting.wav")
-    if greeting_seconds > GREETING_MAX_SECONDS:
-        log.warning(
-            "greeting_too_long",
-            seconds=round(greeting_seconds, 2),
-            limit=GREETING_MAX_SECONDS,
-            fix="record a shorter greeting; callers hear it before the ring tone",
-        )
-    warning_seconds = prompt_seconds(out / "divert-warning.wav")
-    if warning_seconds > WARNING_MAX_SECONDS:
-        log.warning(
-            "divert_warning_too_long",
-            seconds=round(warning_seconds, 2),
-            limit=WARNING_MAX_SECONDS,
-            fix="record a shorter warning; a flagged caller whose queue returns early "
-            "would hear it cut off",
-        )
+    _check_length(out / "greeting.wav", GREETING_MAX_SECONDS, "greeting_too_long",
+                  "record a shorter greeting; callers hear it before the ring tone")
+    _check_length(out / "divert-warning.wav", WARNING_MAX_SECONDS, "divert_warning_too_long",
+                  "record a shorter warning; a flagged caller whose queue returns early "
+                  "would hear it cut off")
     ring = out / "ringback.wav"
     if not ring.exists():
         _ringback(ring)

@@ -89,15 +89,21 @@ def read_cdr_rows(path: Path, after_rowid: int, limit: int = 20000) -> list[CdrR
     return rows
 
 
-def cel_linkedids(path: Path, linkedids: list[str]) -> set[str]:
-    """Return which of `linkedids` have any CEL row (blocking; run it in a thread)."""
-    if not linkedids:
-        return set()
-    marks = ",".join("?" * len(linkedids))
-    rows = query_asterisk_db(
-        path, f"SELECT DISTINCT linkedid FROM cel WHERE linkedid IN ({marks})", linkedids
-    )
-    return {str(row[0]) for row in rows}
+def cel_linkedids(path: Path, linkedids: list[str], after_rowid: int = 0) -> set[str]:
+    """Return which of `linkedids` have a CEL row after `after_rowid` (blocking; run
+    it in a thread)."""
+    found: set[str] = set()
+    # In chunks, under SQLite's limit of bound parameters.
+    for start in range(0, len(linkedids), 500):
+        chunk = linkedids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        rows = query_asterisk_db(
+            path,
+            f"SELECT DISTINCT linkedid FROM cel WHERE AcctId > ? AND linkedid IN ({marks})",
+            (after_rowid, *chunk),
+        )
+        found.update(str(row[0]) for row in rows)
+    return found
 
 
 def _caller_name(clid: str) -> str:

@@ -109,22 +109,6 @@ def _text_or_float(value: Any) -> Any:
     return value if isinstance(value, float) else str(value)
 
 
-def linkedids_after(path: Path, linkedids: list[str], after_rowid: int) -> set[str]:
-    """Return which of `linkedids` have a CEL row after `after_rowid` (blocking)."""
-    found: set[str] = set()
-    # In chunks, under SQLite's default limit of bound parameters.
-    for start in range(0, len(linkedids), 500):
-        chunk = linkedids[start:start + 500]
-        marks = ", ".join("?" * len(chunk))
-        rows = query_asterisk_db(
-            path,
-            f"SELECT DISTINCT linkedid FROM cel WHERE AcctId > ? AND linkedid IN ({marks})",
-            (after_rowid, *chunk),
-        )
-        found.update(str(row[0]) for row in rows)
-    return found
-
-
 def _epoch(value: Any) -> float:
     """CEL times are epoch seconds (float) or, with another dateformat, a text date."""
     try:
@@ -346,9 +330,7 @@ class Reconciler:
         if quiet and len(rows) >= BATCH_ROWS:
             # A call cut by the batch's end has its later rows, and maybe its end,
             # in the next batch: it is not an orphan.
-            later = await asyncio.to_thread(
-                linkedids_after, self.cel_path, quiet, rows[-1].rowid
-            )
+            later = await asyncio.to_thread(cel_linkedids, self.cel_path, quiet, rows[-1].rowid)
             quiet = [linkedid for linkedid in quiet if linkedid not in later]
         orphans = await self._orphans(quiet)
         written = 0

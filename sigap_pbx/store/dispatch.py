@@ -205,11 +205,15 @@ class DispatchStore:
             rows = (await session.execute(query)).mappings().all()
         return [_dispatch_view(row) for row in rows]
 
-    async def list_sent_since(self, since: datetime, *, limit: int = 500) -> list[DispatchView]:
-        """Return the dispatches sent at or after `since`, oldest first."""
+    async def list_waiting_since(self, since: datetime, *, limit: int = 500) -> list[DispatchView]:
+        """Return the dispatches sent at or after `since` and not yet acknowledged,
+        oldest first."""
         query = (
             _view_query()
-            .where(DISPATCHES.c.sent_at >= _aware_datetime("since", since))
+            .where(
+                DISPATCHES.c.status == DispatchStatus.SENT.value,
+                DISPATCHES.c.sent_at >= _aware_datetime("since", since),
+            )
             .order_by(DISPATCHES.c.sent_at, DISPATCHES.c.id)
             .limit(limit)
         )

@@ -28,6 +28,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from sigap_pbx.store.calls import _aware_datetime, _fields_to_dict, _key, _validate_id
 from sigap_pbx.store.db import Database
@@ -146,6 +147,15 @@ def _until(until: Any, set_at: datetime) -> datetime:
     return until
 
 
+def _in_force(at: datetime) -> tuple[ColumnElement[bool], ...]:
+    """Return the conditions of a flag in force at `at`: set, not lifted, not ended."""
+    return (
+        NUMBER_DIVERSIONS.c.lifted_at.is_(None),
+        NUMBER_DIVERSIONS.c.set_at <= at,
+        NUMBER_DIVERSIONS.c.until > at,
+    )
+
+
 class DiversionStore:
     """Reads and writes of diversion flags. Each method runs in its own transaction,
     and invalid values raise InvalidFieldValue before anything is written."""
@@ -218,14 +228,9 @@ class DiversionStore:
 
     async def list_in_force(self, at: datetime) -> list[DiversionView]:
         """Return every flag in force at `at`, oldest first."""
-        at = _aware_datetime("at", at)
         query = (
             select(NUMBER_DIVERSIONS)
-            .where(
-                NUMBER_DIVERSIONS.c.lifted_at.is_(None),
-                NUMBER_DIVERSIONS.c.set_at <= at,
-                NUMBER_DIVERSIONS.c.until > at,
-            )
+            .where(*_in_force(_aware_datetime("at", at)))
             .order_by(NUMBER_DIVERSIONS.c.set_at, NUMBER_DIVERSIONS.c.id)
         )
         async with self._db.session(write=False) as session:
@@ -243,12 +248,7 @@ class DiversionStore:
         numbers = [validate_number("number", number) for number in numbers]
         query = select(NUMBER_DIVERSIONS).where(NUMBER_DIVERSIONS.c.number.in_(numbers))
         if in_force_at is not None:
-            at = _aware_datetime("in_force_at", in_force_at)
-            query = query.where(
-                NUMBER_DIVERSIONS.c.lifted_at.is_(None),
-                NUMBER_DIVERSIONS.c.set_at <= at,
-                NUMBER_DIVERSIONS.c.until > at,
-            )
+            query = query.where(*_in_force(_aware_datetime("in_force_at", in_force_at)))
         query = query.order_by(
             NUMBER_DIVERSIONS.c.set_at.desc(), NUMBER_DIVERSIONS.c.id.desc()
         ).limit(limit)

@@ -141,11 +141,11 @@ class OutsideDispatches:
         now = self.clock()
         start = self.read_at or now - timedelta(seconds=OUTSIDE_LOOKBACK_SECONDS)
         since = start - timedelta(seconds=OUTSIDE_OVERLAP_SECONDS)
-        views = await self.store.list_sent_since(since)
+        views = await self.store.list_waiting_since(since)
         self.read_at = now
         published = 0
         for view in views:
-            if view.status != DispatchStatus.SENT or view.id in self._published:
+            if view.id in self._published:
                 continue
             self.feed.publish("dispatch.new", event_data(view), roles=AGENCY_STAFF,
                               agency=view.agency_code)

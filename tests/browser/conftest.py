@@ -21,6 +21,7 @@ from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from sigap_pbx.store.accounts import Role
 from sigap_pbx.web.session_routes import HOME_BY_ROLE
+from tests.browser.chromium import CHROMIUM, LAUNCH_ARGS
 
 # The Asterisk fixtures of the integration tests, for the end-to-end test.
 from tests.integration.conftest import (  # noqa: F401
@@ -32,18 +33,6 @@ from tests.integration.conftest import (  # noqa: F401
 )
 from tests.integration.stack import REPO
 
-CHROMIUM = Path("/usr/bin/chromium")
-# No sandbox because the tests run as root; the rest keeps Chromium from reaching
-# any other host on its own (updates, sync, field trials).
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = REPO / "test-artifacts"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Playwright's expect() waits this long (ms) for a page to reach a state.

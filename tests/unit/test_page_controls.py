@@ -8,7 +8,6 @@ the resulting snapshots over GET /api/events from an app on 127.0.0.1.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,23 +15,12 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 
 from sigap_pbx.web.access import SESSION_COOKIE
 from sigap_pbx.web.wallboard import attach
+from tests.browser.chromium import CHROMIUM, LAUNCH_ARGS
 from tests.unit.wallboard_fakes import FakeController, member_event
 from tests.web_auth import signed_in_client
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-# No sandbox because the tests may run as root; the rest keeps Chromium from
-# reaching any other host on its own (updates, sync, field trials).
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 # Playwright's expect() waits this long (ms) for a page to reach a state.
 WAIT_MS = 15_000
 
