@@ -44,6 +44,7 @@ def call_rows(index: int, start: float) -> list[tuple]:
     caller = f"PJSIP/carrier-{index:08x}"
     operator = f"PJSIP/op{index % 8 + 1}-{index:08x}"
     number = f"0812{index:08d}"
+
     answer_extra = {"hangupcause": 16, "hangupsource": caller, "dialstatus": "ANSWER"}
     bridge = {"bridge_id": f"b{index}"}
     # (event, offset, channel, uniqueid, context, exten, app, data, extra)
@@ -64,6 +65,7 @@ def call_rows(index: int, start: float) -> list[tuple]:
         ("CHAN_END", 20.03, operator, operator_id, "sigap-operators", "s", "", "", None),
         ("LINKEDID_END", 20.04, caller, linkedid, "sigap-emergency", "s", "", "", None),
     ]
+
     return [
         (event, t + offset, "Warga", number, number, "112", context, exten, channel, app,
          data, uniqueid, linkedid, "", "", json.dumps(extra) if extra else "")

@@ -617,7 +617,8 @@ class Controller:
             return None
         try:
             reply = await self.ami.action("CoreShowChannels", timeout=10)
-        except AmiError:
+        except AmiError as exc:
+            log.warning("live_channels_unknown", error=str(exc))
             return None
         return {event.as_dict().get("Linkedid", "") for event in reply.events}
 

@@ -1,6 +1,6 @@
 """Suite-wide checks and isolation.
 
-An exception nobody handled inside the event loop fails the test. Logging set up by
+An unhandled exception inside the event loop fails the test. Logging set up by
 a test (the CLI's commands run in-process configure it) is undone after that test,
 so a later test's `capture_logs()` still sees every event.
 """

@@ -335,7 +335,7 @@ class MembershipManager:
         }
 
     async def _restore_members(self) -> None:
-        """Add back the members Asterisk lost in a restart, when no roster holds them.
+        """Add back the members Asterisk lost in a restart, when no roster lists them.
 
         With a roster, its shift and the stored log-ins put members back. Without
         one, the operators who had logged in with a feature code would otherwise be

@@ -587,7 +587,7 @@ class SpyResults:
         self.feed = feed
         self._pending: dict[str, dict[str, str]] = {}
         # Responses that came before the route registered their action, and those
-        # of other Originates (callbacks), which nobody claims.
+        # of other Originates (callbacks), which no spy request claims.
         self._unclaimed: dict[str, Event] = {}
 
     def expect(self, action_id: str, username: str, request: dict[str, str]) -> None:

@@ -617,14 +617,14 @@ async def test_recent_end_left_for_later(store: CallStore, cel: CelFile) -> None
 
 
 class Channels:
-    """The linkedids AMI reports as live, and how often the reconciler asked."""
+    """Live linkedids as AMI reports them, and the number of requests for them."""
 
     def __init__(self, live: set[str] | None) -> None:
         self.live = live
-        self.asked = 0
+        self.requests = 0
 
     async def __call__(self) -> set[str] | None:
-        self.asked += 1
+        self.requests += 1
         return self.live
 
 
@@ -661,7 +661,7 @@ async def test_call_without_end_written_once_gone_twice(
     assert call.reconciled is True
     # The queue entry is the last row Asterisk wrote for it.
     assert call.ended_at == at(100.2)
-    assert channels.asked == 2
+    assert channels.requests == 2
     # The checkpoint is free again: it is at the last row read.
     last_row = sqlite3.connect(cel.path).execute("SELECT max(AcctId) FROM cel").fetchone()[0]
     assert await store.get_checkpoint(CHECKPOINT) == str(last_row)
@@ -677,7 +677,7 @@ async def test_call_with_live_channel_kept_open(store: CallStore, cel: CelFile) 
     for _ in range(3):
         await reconciler.run_pass("test")
 
-    assert channels.asked == 3
+    assert channels.requests == 3
     assert await store.get_call(uniqueid=crashed.linkedid) is None
     assert await store.get_checkpoint(CHECKPOINT) == str(first - 1)
 
@@ -711,7 +711,7 @@ async def test_recent_rows_not_checked_against_channels(
     await reconciler.run_pass("test")
     await reconciler.run_pass("test")
 
-    assert channels.asked == 0
+    assert channels.requests == 0
     assert await store.get_call(uniqueid=call.linkedid) is None
 
 

@@ -248,7 +248,7 @@
     document.getElementById("wallboard-message").classList.add("no-phone");
   }
   // A (re)connected stream may have missed snapshots, so the page reloads one.
-  // Whether the supervisor's phone answered a listen, whisper or barge.
+  // Show whether the supervisor's phone answered a listen, whisper or barge call.
   function spyResult(result) {
     const message = result.answered ? text.spy_answered : text.spy_unanswered;
     showMessage(message.replace("{endpoint}", result.endpoint), !result.answered);
