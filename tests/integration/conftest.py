@@ -6,17 +6,64 @@ import asyncio
 import os
 import shutil
 import uuid
+from pathlib import Path
 
 import pytest
 
+from sigap_pbx.asterisk.paths import InstancePaths
 from sigap_pbx.config import DatabaseConfig
-from tests.integration.stack import Stack, start_stack
+from tests.integration.stack import INSTANCE, Stack, start_stack
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "integration" in str(item.fspath):
             item.add_marker(pytest.mark.asterisk)
+
+
+# A failed test's report carries the Asterisk log from the test's start. A CI runner
+# keeps no files, so this is where a call that took another path can be read. Only
+# the lines that tell a call's path are kept.
+_LOG_LINES = 150
+_LOG_WORDS = (
+    "WARNING", "ERROR", "NOTICE", "app_dial", "Dial(", "Queue(", "UserEvent(",
+    "contact", "Reachable", "Hangup", "joined", "left", "Asterisk Ready",
+)
+_log_start = pytest.StashKey[tuple[Path, int]]()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when != "call" or not report.failed or _log_start not in item.stash:
+        return
+    path, start = item.stash[_log_start]
+    try:
+        with path.open("rb") as log:
+            log.seek(start if path.stat().st_size >= start else 0)
+            lines = log.read().decode("utf-8", "replace").splitlines()
+    except OSError as exc:
+        report.sections.append(("Asterisk log", f"not readable: {exc}"))
+        return
+    wanted = [line for line in lines if any(word in line for word in _LOG_WORDS)]
+    kept = wanted[-_LOG_LINES:]
+    skipped = len(lines) - len(kept)
+    head = f"[{skipped} of {len(lines)} lines left out]\n" if skipped else ""
+    report.sections.append(("Asterisk log during the test", head + "\n".join(kept)))
+
+
+@pytest.fixture(autouse=True)
+def asterisk_log_start(request: pytest.FixtureRequest) -> None:
+    """Note where the Asterisk log stood when the test began."""
+    if "integration" not in str(request.node.fspath):
+        return
+    path = InstancePaths.for_instance(INSTANCE).host / "log" / "messages.log"
+    try:
+        size = path.stat().st_size
+    except OSError:
+        size = 0
+    request.node.stash[_log_start] = (path, size)
 
 
 @pytest.fixture(scope="session")

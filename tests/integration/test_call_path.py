@@ -127,6 +127,12 @@ async def test_caller_abandons_while_queued(clean_stack: Stack, config, caller_n
     assert "QueueCallerAbandon" in [event.kind for event in call.events]
 
 
+# A caller on the overflow chain stays this long after the answer. The chain reaches
+# a stage 3 s in (the greeting ends first) and the phone rings 1 s, so this leaves
+# several seconds for a loaded CI machine: a caller who hung up first would leave the
+# stage unanswered, and the test would fail for the machine's speed.
+OVERFLOW_HOLD_MS = 10_000
+
 async def test_backup_group_answers_when_queue_empty(
     clean_stack: Stack, config, caller_number
 ):
@@ -137,7 +143,7 @@ async def test_backup_group_answers_when_queue_empty(
         assert "operators-backup" in stack.rx("database get sigap/route backup_queue")
         await stack.start_phone("op2")
         stack.add_member("op2", queue="operators-backup")
-        result = await stack.call(caller_number, hold_ms=6000)
+        result = await stack.call(caller_number, hold_ms=OVERFLOW_HOLD_MS)
         assert result.ok, result.errors
         await controller.tracker.flush()
         [call] = await wait_for_final(config, caller_number)
@@ -154,7 +160,7 @@ async def test_nobody_logged_in_supervisor_answers(clean_stack: Stack, config, c
     stack = clean_stack
     async with running_controller(config) as controller:
         await stack.start_phone("spv1")
-        result = await stack.call(caller_number, hold_ms=6000)
+        result = await stack.call(caller_number, hold_ms=OVERFLOW_HOLD_MS)
         assert result.ok, result.errors
         await controller.tracker.flush()
         [call] = await wait_for_final(config, caller_number)
@@ -170,7 +176,7 @@ async def test_nobody_answers_oncall_line_takes_call(clean_stack: Stack, config,
     stack = clean_stack
     async with running_controller(config) as controller:
         await stack.start_phone("oncall1")
-        result = await stack.call(caller_number, hold_ms=6000)
+        result = await stack.call(caller_number, hold_ms=OVERFLOW_HOLD_MS)
         assert result.ok, result.errors
         await controller.tracker.flush()
         [call] = await wait_for_final(config, caller_number)
