@@ -24,7 +24,13 @@ from sigap_pbx.agencies.callout import CalloutMessage, ReportAcknowledgeLine
 from sigap_pbx.agencies.directory import AgencyService
 from sigap_pbx.agencies.dispatch import DispatchService
 from sigap_pbx.agencies.escalation import EscalationCall, EscalationWatcher
-from sigap_pbx.agencies.forwarding import AgencyRoute, Forwarder, line_target
+from sigap_pbx.agencies.forwarding import (
+    CONSULT_KIND,
+    AgencyRoute,
+    Consult,
+    Forwarder,
+    line_target,
+)
 from sigap_pbx.agencies.reports import ReportService
 from sigap_pbx.agencies.webhooks import WebhookSender
 from sigap_pbx.agi.server import FastAgiServer
@@ -56,6 +62,7 @@ from sigap_pbx.store.diversions import DiversionStore
 from sigap_pbx.store.forwarding import ForwardStore
 from sigap_pbx.store.outbox import OutboxStore
 from sigap_pbx.store.shifts import ShiftStore
+from sigap_pbx.web.access import CALL_STAFF
 from sigap_pbx.web.app import create_app
 from sigap_pbx.web.feed import Feed
 from sigap_pbx.wire.ami import Event
@@ -411,6 +418,9 @@ class Controller:
                                           "membership_session_failed"), "membership-session")
         self._spawn(self._logging_failure(self.diversions.on_session(),
                                           "diversions_publish_failed"), "diversions-session")
+        if self.forwarder is not None:
+            self._spawn(self._logging_failure(self.forwarder.restore(),
+                                              "forwards_restore_failed"), "forwards-restore")
         if self.ami.sessions > 1:
             self._spawn(self._reconcile("ami_reconnect"), "reconcile-after-gap")
 
@@ -491,11 +501,17 @@ class Controller:
             self.ami, self._agency_routes, self.forward_store, audit=self.rosters.audit,
             clock=self.clock, action_timeout=config.ami.action_timeout,
             reports_for_call=self.reports.reports_for_call,
+            on_consult=self._publish_consult,
         )
         self.escalation = EscalationWatcher(
             DispatchStore(self.db), config.agencies, self.alarms, self._escalation_callout,
             self.clock, audit=self.rosters.audit,
         )
+
+    def _publish_consult(self, state: str, consult: Consult) -> None:
+        """Tell the operator's console (and supervisors) how a consult stands."""
+        self.feed.publish(CONSULT_KIND, {"state": state, **consult.to_dict()},
+                          roles=CALL_STAFF, endpoint=consult.operator_endpoint)
 
     async def _agency_routes(self) -> list[AgencyRoute]:
         """Return every active agency's lines staffed now, as PJSIP targets."""

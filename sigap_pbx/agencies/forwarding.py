@@ -34,6 +34,8 @@ from sigap_pbx.wire.errors import DialStringError
 log = structlog.get_logger(__name__)
 
 AGENCY_FAMILY = "sigap/agency"
+# The feed event that tells the console how a consult stands.
+CONSULT_KIND = "forward.consult"
 DIAL_CODE = re.compile(r"[0-9]{1,2}")
 UNIQUEID = re.compile(r"[0-9]{1,20}\.[0-9]{1,10}")
 
@@ -111,6 +113,26 @@ class Consult:
     operator_channel: str
     route: AgencyRoute
     report_id: int | None
+    # Set while consult_complete moves the channels: the operator's consult leg then
+    # ends on purpose, and must not send the caller back to the queue.
+    completing: bool = False
+
+    @property
+    def operator_endpoint(self) -> str | None:
+        return _endpoint(self.operator_channel)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "call": self.call_uniqueid,
+            "agency": self.route.code,
+            "agency_name": self.route.name,
+            "operator": self.operator_endpoint,
+            "report_id": self.report_id,
+        }
+
+
+# Called with "started", "completed" or "ended" and the consult, for the console.
+ConsultListener = Callable[[str, Consult], None]
 
 
 def utc_now() -> datetime:
@@ -142,8 +164,10 @@ class Forwarder:
         clock: Clock = utc_now,
         action_timeout: float = 5.0,
         reports_for_call: Callable[[str], Awaitable[list[int]]] | None = None,
+        on_consult: ConsultListener | None = None,
     ) -> None:
         self.ami = ami
+        self.on_consult = on_consult
         # Finds the report of a call forwarded without one (an in-call feature code),
         # so its attempts are recorded on the report too.
         self.reports_for_call = reports_for_call
@@ -153,9 +177,8 @@ class Forwarder:
         self.clock = clock
         self.action_timeout = action_timeout
         self.routes: dict[str, AgencyRoute] = {}
-        # NOTE: held in memory only. After a controller restart, a caller left alone
-        # in a conference is not sent back to the queue (the caller still hears the
-        # hold class), and a consult can no longer be completed from the API.
+        # Rebuilt from Asterisk's channels after every AMI login (`restore`), so a
+        # controller restart or an AMI gap loses neither.
         self.conferences: dict[str, Conference] = {}
         self.consults: dict[str, Consult] = {}
         # (context of the attempt, agency dial code, line index) -> forward_attempts id.
@@ -271,12 +294,24 @@ class Forwarder:
         assert operator is not None
         await self._setvars(operator, SIGAP_FWD_CODE=route.dial_code,
                             SIGAP_FWD_CALL=call_uniqueid, SIGAP_FWD_REPORT=_report(report_id))
-        await self._action("Redirect", {
-            "Channel": caller, "Context": "sigap-forward-hold", "Exten": "s",
-            "Priority": "1", "ExtraChannel": operator,
-            "ExtraContext": "sigap-forward-consult", "ExtraExten": "s", "ExtraPriority": "1",
-        })
-        self.consults[call_uniqueid] = Consult(call_uniqueid, caller, operator, route, report_id)
+        # On the caller's channel, which waits in sigap-forward-hold: `restore` reads
+        # the consult back from there after a controller restart.
+        await self._setvars(caller, SIGAP_CONSULT_OPERATOR=operator,
+                            SIGAP_CONSULT_AGENCY=route.code,
+                            SIGAP_CONSULT_REPORT=_report(report_id))
+        consult = Consult(call_uniqueid, caller, operator, route, report_id)
+        self.consults[call_uniqueid] = consult
+        try:
+            await self._action("Redirect", {
+                "Channel": caller, "Context": "sigap-forward-hold", "Exten": "s",
+                "Priority": "1", "ExtraChannel": operator,
+                "ExtraContext": "sigap-forward-consult", "ExtraExten": "s",
+                "ExtraPriority": "1",
+            })
+        except BaseException:
+            self.consults.pop(call_uniqueid, None)
+            raise
+        self._notify("started", consult)
         return await self._started("consult", call_uniqueid, route, actor, report_id)
 
     async def consult_complete(
@@ -299,30 +334,134 @@ class Forwarder:
                 "the agency has not answered the consult yet; wait for it or hang up",
                 409,
             )
+        if consult.completing:
+            raise ForwardError(
+                "consult_completing", f"the consult of call {call_uniqueid} is being"
+                " completed already; wait for the result", 409,
+            )
         room = room_name(call_uniqueid)
-        self.conferences[room] = Conference(room, call_uniqueid, agency_joined=True)
-        channels = [consult.caller_channel, agency_channel]
-        if how == "join":
-            channels.append(consult.operator_channel)
-        for channel in channels:
-            await self._setvars(channel, SIGAP_CONF_ROOM=room)
-        await self._action("Redirect", {
-            "Channel": consult.caller_channel, "Context": "sigap-forward-conf",
-            "Exten": "caller", "Priority": "1",
-        })
-        fields = {
-            "Channel": agency_channel, "Context": "sigap-forward-conf", "Exten": "staff",
-            "Priority": "1",
-        }
-        if how == "join":
-            fields.update(ExtraChannel=consult.operator_channel,
-                          ExtraContext="sigap-forward-conf", ExtraExten="staff",
-                          ExtraPriority="1")
-        await self._action("Redirect", fields)
-        del self.consults[call_uniqueid]
+        consult.completing = True
+        try:
+            self.conferences[room] = Conference(room, call_uniqueid, agency_joined=True)
+            channels = [consult.caller_channel, agency_channel]
+            if how == "join":
+                channels.append(consult.operator_channel)
+            for channel in channels:
+                await self._setvars(channel, SIGAP_CONF_ROOM=room)
+            await self._action("Redirect", {
+                "Channel": consult.caller_channel, "Context": "sigap-forward-conf",
+                "Exten": "caller", "Priority": "1",
+            })
+            fields = {
+                "Channel": agency_channel, "Context": "sigap-forward-conf", "Exten": "staff",
+                "Priority": "1",
+            }
+            if how == "join":
+                fields.update(ExtraChannel=consult.operator_channel,
+                              ExtraContext="sigap-forward-conf", ExtraExten="staff",
+                              ExtraPriority="1")
+            await self._action("Redirect", fields)
+        except BaseException:
+            consult.completing = False
+            raise
+        self.consults.pop(call_uniqueid, None)
+        self._notify("completed", consult)
         await self._audit(actor, f"forward.consult_{how}", call_uniqueid,
                           {"agency": consult.route.code, "report": consult.report_id})
         return {"call": call_uniqueid, "action": how, "room": room}
+
+    def consults_for(self, endpoint: str | None) -> list[Consult]:
+        """Return the consults in progress, or only those of one operator's phone."""
+        return [
+            consult for consult in self.consults.values()
+            if endpoint is None or consult.operator_endpoint == endpoint
+        ]
+
+    async def restore(self) -> None:
+        """Rebuild conferences and consults from Asterisk's channels.
+
+        Run after every AMI login. A caller alone in a conference room, or on hold
+        for a consult whose operator leg has gone, is sent back to the queue as
+        the live events would have done.
+        """
+        channels = await self._channels()
+        by_name = {c.get("Channel") or "": c for c in channels}
+        rooms: dict[str, Conference] = {}
+        held: list[Event] = []
+        for channel in channels:
+            name = channel.get("Channel") or ""
+            if channel.get("Context") == "sigap-forward-hold":
+                held.append(channel)
+            elif (channel.get("Application") or "").lower() == "confbridge":
+                room = (channel.get("ApplicationData") or "").split(",", 1)[0]
+                if not room.startswith("sigap-"):
+                    continue
+                call = room.removeprefix("sigap-").replace("-", ".", 1)
+                if not UNIQUEID.fullmatch(call):
+                    continue
+                conference = rooms.setdefault(room, Conference(room, call))
+                conference.members.add(channel.get("Uniqueid") or "")
+                if name.startswith("Local/"):
+                    conference.agency_joined = True
+        self.conferences = {**rooms, **{
+            room: conf for room, conf in self.conferences.items() if room not in rooms
+            and conf.call_uniqueid in {c.get("Uniqueid") for c in channels}
+        }}
+        for conference in rooms.values():
+            if conference.members == {conference.call_uniqueid}:
+                log.warning("conference_caller_alone", room=conference.room,
+                            call=conference.call_uniqueid)
+                await self._requeue(conference)
+        found: dict[str, Consult] = {}
+        for channel in held:
+            consult = await self._held_consult(channel, by_name)
+            if consult is not None:
+                found[consult.call_uniqueid] = consult
+        for call, consult in self.consults.items():
+            if call not in found and not consult.completing:
+                self._notify("ended", consult)
+        self.consults = {**found, **{
+            call: consult for call, consult in self.consults.items() if consult.completing
+        }}
+        log.info("forwards_restored", conferences=len(self.conferences),
+                 consults=len(self.consults))
+
+    async def _held_consult(
+        self, channel: Event, by_name: dict[str, Event]
+    ) -> Consult | None:
+        """Return the consult a caller on hold waits for, or requeue the caller if
+        the operator's leg has ended."""
+        call = channel.get("Uniqueid") or ""
+        caller = channel.get("Channel") or ""
+        values = {}
+        for variable in ("SIGAP_CONSULT_OPERATOR", "SIGAP_CONSULT_AGENCY",
+                         "SIGAP_CONSULT_REPORT"):
+            try:
+                reply = await self._action("Getvar", {"Channel": caller, "Variable": variable})
+            except AmiActionFailed:
+                return None  # the caller has left meanwhile
+            response = getattr(reply, "response", None)
+            values[variable] = (response.get("Value") if response is not None else None) or ""
+        operator = values["SIGAP_CONSULT_OPERATOR"]
+        if not UNIQUEID.fullmatch(call) or not operator:
+            return None
+        report = values["SIGAP_CONSULT_REPORT"]
+        try:
+            route = await self.find_route(values["SIGAP_CONSULT_AGENCY"])
+        except ForwardError:
+            route = None
+        consult = None
+        if route is not None:
+            consult = self.consults.get(call) or Consult(
+                call, caller, operator, route, int(report) if report.isdigit() else None
+            )
+        if operator not in by_name:
+            log.warning("consult_operator_gone", call=call, operator=operator)
+            await self._requeue_held(caller)
+            return None
+        if consult is not None and call not in self.consults:
+            self._notify("started", consult)
+        return consult
 
     async def callout(
         self, *, agency: str, dispatch_id: int, report_id: int, actor: str = "escalation"
@@ -455,6 +594,32 @@ class Forwarder:
                     room.agency_joined = True
         elif name == "ConfbridgeLeave":
             self._on_leave(event)
+        elif name == "Hangup":
+            self._on_hangup(event)
+
+    def _on_hangup(self, event: Event) -> None:
+        channel = event.get("Channel") or ""
+        for consult in list(self.consults.values()):
+            if channel == consult.caller_channel:
+                self.consults.pop(consult.call_uniqueid, None)
+                self._notify("ended", consult)
+            elif channel == consult.operator_channel and not consult.completing:
+                # The agency never answered, or the operator hung up: no operator will
+                # come back to the caller on hold. Back to the queue ahead of the
+                # others now, not after the hold limit.
+                self.consults.pop(consult.call_uniqueid, None)
+                self._notify("ended", consult)
+                log.warning("consult_operator_gone", call=consult.call_uniqueid,
+                            operator=channel)
+                self._spawn(self._requeue_held(consult.caller_channel))
+
+    def _notify(self, state: str, consult: Consult) -> None:
+        if self.on_consult is None:
+            return
+        try:
+            self.on_consult(state, consult)
+        except Exception:
+            log.exception("consult_listener_failed", state=state, call=consult.call_uniqueid)
 
     def _on_leave(self, event: Event) -> None:
         room = self.conferences.get(event.get("Conference") or "")
@@ -506,6 +671,18 @@ class Forwarder:
             "Exten": "requeue", "Priority": "1",
         })
         self.conferences.pop(room.room, None)
+
+    async def _requeue_held(self, caller_channel: str) -> None:
+        """Send a caller on hold for a consult back to the queue at once."""
+        try:
+            await self._action("Redirect", {
+                "Channel": caller_channel, "Context": "sigap-forward-hold",
+                "Exten": "requeue", "Priority": "1",
+            })
+        except (ForwardError, AmiActionFailed) as exc:
+            # The caller has left meanwhile, or AMI is down: the dialplan's hold limit
+            # still sends a caller on hold back to the queue.
+            log.warning("consult_requeue_failed", channel=caller_channel, error=str(exc))
 
     async def _record_forward_events(self) -> None:
         while not self._forward_events.empty():

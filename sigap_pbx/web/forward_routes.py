@@ -8,9 +8,10 @@ from aiohttp import web
 
 from sigap_pbx.agencies.forwarding import ForwardError
 from sigap_pbx.ami.client import AmiActionFailed
-from sigap_pbx.web.access import CALL_STAFF, route
+from sigap_pbx.store.accounts import Role
+from sigap_pbx.web.access import CALL_STAFF, route, user_of
 from sigap_pbx.web.app import CONTROLLER, ApiError
-from sigap_pbx.web.operator_routes import _body, actor_of
+from sigap_pbx.web.operator_routes import _body, _check_own_endpoint, actor_of
 
 MODES = ("conference", "transfer", "consult")
 ALLOWED_KEYS = {"agency", "mode", "report_id", "actor"}
@@ -60,10 +61,25 @@ async def forward(request: web.Request) -> web.Response:
     return web.json_response(result, status=202)
 
 
+async def consults(request: web.Request) -> web.Response:
+    """List the consults in progress: an operator's own, or every one for a supervisor."""
+    forwarder = _forwarder(request)
+    user = user_of(request)
+    endpoint = user.endpoint if user.role is Role.OPERATOR else None
+    if user.role is Role.OPERATOR and not endpoint:
+        return web.json_response({"consults": []})
+    return web.json_response(
+        {"consults": [consult.to_dict() for consult in forwarder.consults_for(endpoint)]}
+    )
+
+
 async def consult_complete(request: web.Request) -> web.Response:
     forwarder = _forwarder(request)
     body = await _body(request)
     actor = actor_of(request, body)
+    consult = forwarder.consults.get(request.match_info["uniqueid"])
+    if consult is not None and consult.operator_endpoint is not None:
+        _check_own_endpoint(request, consult.operator_endpoint)
     try:
         result = await forwarder.consult_complete(
             request.match_info["uniqueid"], request.match_info["how"], actor=actor
@@ -86,5 +102,6 @@ async def attempts(request: web.Request) -> web.Response:
 
 def add_routes(app: web.Application) -> None:
     route(app, "POST", "/api/calls/{uniqueid}/forward", forward, CALL_STAFF)
+    route(app, "GET", "/api/consults", consults, CALL_STAFF)
     route(app, "POST", "/api/calls/{uniqueid}/consult/{how}", consult_complete, CALL_STAFF)
     route(app, "GET", "/api/calls/{uniqueid}/forwards", attempts, CALL_STAFF)

@@ -370,10 +370,22 @@ OPERATIONS: dict[str, Operation] = {
                                one_of("join", "transfer"))),
         body=obj(actor=ACTOR),
         body_required=False,
+        response=obj(call=STRING, action=STRING, room=STRING),
         errors=("400 invalid_json", "400 invalid_action", "400 invalid_call", "409 no_consult",
-                "404 call_not_found", "409 agency_not_connected",
+                "403 forbidden", "404 call_not_found", "409 agency_not_connected",
+                "409 consult_completing",
                 "409 asterisk_rejected", "503 asterisk_unavailable", "503 not_started"),
         takes_actor=True,
+    ),
+    "GET /api/consults": Operation(
+        "Consults in progress",
+        "An operator sees the consults started from their own phone; a supervisor or "
+        "admin sees every one. The console follows them live through forward.consult "
+        "events.",
+        response=obj(consults=array(obj(
+            call=STRING, agency=STRING, agency_name=STRING, operator=nullable(STRING),
+            report_id=nullable(INTEGER)))),
+        errors=("503 not_started",),
     ),
     "GET /api/calls/{uniqueid}/forwards": Operation(
         "Forward attempts of a call",
@@ -838,6 +850,7 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "call_not_connected": ErrorCode((409,), "The call is not connected to an operator."),
     "agency_not_connected": ErrorCode((409,), "The consulted agency has not answered."),
     "no_consult": ErrorCode((409,), "The call has no consult in progress."),
+    "consult_completing": ErrorCode((409,), "The consult is being completed already."),
     # Alarms
     "alarm_not_found": ErrorCode((404,), "No alarm with this id."),
     "alarms_unavailable": ErrorCode((503,), "The alarm board has not started."),

@@ -268,3 +268,71 @@ async def test_consult_then_join(clean_stack: Stack, config, caller_number):
         assert "PJSIP/op1" in listing
         assert "PJSIP/agency-fire-1" in listing
         assert (await call).ok
+
+
+async def test_consult_survives_controller_restart(clean_stack: Stack, config, caller_number):
+    """A consult started before a controller restart is completed after it: the
+    new controller reads it back from the caller's channel."""
+    stack = clean_stack
+    await stack.start_phone("op1", ring_ms=300)
+    stack.add_member("op1")
+    await stack.start_phone("agency-fire-1", ring_ms=300)
+    async with running_controller(config) as controller:
+        forwarder = await forwarder_for(controller)
+        call, uniqueid = await answered_call(stack, controller, caller_number, 25000)
+        await forwarder.consult(uniqueid, "damkar", actor="op1", report_id=None)
+        await Stack.wait_for(
+            lambda: _done(attempts(controller, uniqueid), [(1, "ringing")]), 10,
+            "agency line answered the consult",
+        )
+
+    async with running_controller(config) as controller:
+        forwarder = controller.forwarder
+        await Stack.wait_for(lambda: uniqueid in forwarder.consults, 10, "consult restored")
+        consult = forwarder.consults[uniqueid]
+        assert consult.route.code == "damkar"
+        assert consult.operator_endpoint == "op1"
+        await Stack.wait_for(
+            lambda: forwarder._bridged_peer(consult.operator_channel), 10,
+            "agency line talking to op1",
+        )
+        result = await forwarder.consult_complete(uniqueid, "join", actor="op1")
+        room = result["room"]
+        await Stack.wait_for(
+            lambda: stack.rx(f"confbridge list {room}").count("sigap-bridge") >= 3, 10,
+            "caller, operator and agency in the conference",
+        )
+        assert (await call).ok
+
+
+async def test_unanswered_consult_sends_caller_back_at_once(
+    clean_stack: Stack, config, caller_number
+):
+    """No agency line is registered: the operator hears that no line answered and
+    the consult leg ends. The caller goes back to the queue then, not after the
+    120 s hold limit, and op1 answers again."""
+    stack = clean_stack
+    async with running_controller(config) as controller:
+        forwarder = await forwarder_for(controller)
+        requeued: list[str] = []
+        controller.ami.add_event_listener(
+            lambda e: requeued.append(e.get("Call") or "")
+            if e.name == "UserEvent" and e.get("UserEvent") == "SigapForward"
+            and e.get("Stage") == "requeue" else None
+        )
+        states: list[str] = []
+        forwarder.on_consult = lambda state, consult: states.append(state)
+        await stack.start_phone("op1", ring_ms=300)
+        stack.add_member("op1")
+        call, uniqueid = await answered_call(stack, controller, caller_number, 20000)
+        await forwarder.consult(uniqueid, "damkar", actor="op1")
+        await Stack.wait_for(lambda: uniqueid in requeued, 20, "caller sent back to the queue")
+        assert states == ["started", "ended"]
+        assert forwarder.consults == {}
+        # The caller is answered again from the queue while still on the line.
+        await Stack.wait_for(
+            lambda: "sigap-forward-hold" not in stack.rx("core show channels verbose")
+            and "(in call)" in stack.rx("queue show operators"), 20, "op1 answers again",
+        )
+        assert not call.done()
+        assert (await call).ok

@@ -135,6 +135,7 @@ KEY_RULES = [
     ("agency", "GET", "/wallboard", False),
     ("agency", "GET", "/console", False),
     ("agency", "POST", "/api/reports", False),
+    ("agency", "GET", "/api/consults", False),
     ("agency", "GET", "/portal", True),
     ("agency", "POST", "/api/dispatches/1/ack", True),
     ("operator", "PUT", "/api/roster", False),

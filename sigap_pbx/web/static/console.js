@@ -234,11 +234,72 @@
       try {
         await Sigap.api("POST", `/api/calls/${encodeURIComponent(uniqueid)}/forward`, body);
         show(format(text.forwarded, { agency: button.closest("tr").querySelector("th").textContent }), false);
+        if (body.mode === "consult") loadConsults();
       } catch (error) {
         failure(error);
       }
     });
   });
+
+  // Consults: the caller on hold while the operator's phone rings the agency ---------
+
+  const consultPanel = document.getElementById("consult-panel");
+  const consultList = document.getElementById("consults");
+  const consults = new Map();
+
+  function renderConsults() {
+    consultPanel.hidden = consults.size === 0;
+    consultList.replaceChildren(...[...consults.values()].map((consult) => {
+      const finish = (how) => Sigap.el("button", {
+        type: "button",
+        class: how === "join" ? "primary" : "",
+        "data-consult-call": consult.call,
+        "data-consult-how": how,
+        onclick: () => completeConsult(consult, how),
+      }, how === "join" ? text.consult_join : text.consult_transfer);
+      return Sigap.el("li", { "data-consult": consult.call },
+        Sigap.el("span", {}, format(text.consult_with,
+          { agency: consult.agency_name || consult.agency, call: consult.call })),
+        " ", finish("join"), " ", finish("transfer"));
+    }));
+  }
+
+  async function completeConsult(consult, how) {
+    try {
+      await Sigap.api("POST",
+        `/api/calls/${encodeURIComponent(consult.call)}/consult/${how}`, {});
+      consults.delete(consult.call);
+      renderConsults();
+      show(format(how === "join" ? text.consult_joined : text.consult_transferred,
+        { agency: consult.agency_name || consult.agency }), false);
+    } catch (error) {
+      failure(error);
+    }
+  }
+
+  async function loadConsults() {
+    try {
+      const result = await Sigap.api("GET", "/api/consults");
+      consults.clear();
+      result.consults.forEach((consult) => consults.set(consult.call, consult));
+      renderConsults();
+    } catch (error) {
+      failure(error);
+    }
+  }
+
+  function onConsult(info) {
+    if (!supervisor && info.operator !== myEndpoint) return;
+    if (info.state === "started") {
+      consults.set(info.call, info);
+    } else {
+      if (info.state === "ended" && consults.has(info.call)) {
+        show(format(text.consult_ended, { agency: info.agency_name || info.agency }), true);
+      }
+      consults.delete(info.call);
+    }
+    renderConsults();
+  }
 
   // Callbacks -----------------------------------------------------------------------
 
@@ -355,8 +416,9 @@
       loadState(false);
     },
     "callback.updated": () => loadCallbacks(),
+    "forward.consult": onConsult,
     "operator.state": (info) => {
       if (info.endpoint === myEndpoint) setState(info);
     },
-  }, () => { loadState(); loadCallbacks(); });
+  }, () => { loadState(); loadCallbacks(); loadConsults(); });
 })();
