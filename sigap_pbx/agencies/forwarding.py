@@ -113,6 +113,8 @@ class Consult:
     operator_channel: str
     route: AgencyRoute
     report_id: int | None
+    # The caller's number as Asterisk shows it, to tell consults apart on the console.
+    caller_number: str = ""
     # Set while consult_complete moves the channels: the operator's consult leg then
     # ends on purpose, and must not send the caller back to the queue.
     completing: bool = False
@@ -128,6 +130,7 @@ class Consult:
             "agency_name": self.route.name,
             "operator": self.operator_endpoint,
             "report_id": self.report_id,
+            "caller_number": self.caller_number,
         }
 
 
@@ -290,8 +293,11 @@ class Forwarder:
         """Put the caller on hold and ring the agency's lines from the operator's phone."""
         call_uniqueid = _check_uniqueid(call_uniqueid)
         route = await self.find_route(agency)
-        caller, operator = await self._call_channels(call_uniqueid, need_operator=True)
-        assert operator is not None
+        caller_leg, operator_leg = await self._call_legs(call_uniqueid, need_operator=True)
+        assert operator_leg is not None
+        caller = caller_leg.get("Channel") or ""
+        operator = operator_leg.get("Channel") or ""
+        number = caller_number_of(caller_leg)
         await self._setvars(operator, SIGAP_FWD_CODE=route.dial_code,
                             SIGAP_FWD_CALL=call_uniqueid, SIGAP_FWD_REPORT=_report(report_id))
         # On the caller's channel, which waits in sigap-forward-hold: `restore` reads
@@ -299,7 +305,7 @@ class Forwarder:
         await self._setvars(caller, SIGAP_CONSULT_OPERATOR=operator,
                             SIGAP_CONSULT_AGENCY=route.code,
                             SIGAP_CONSULT_REPORT=_report(report_id))
-        consult = Consult(call_uniqueid, caller, operator, route, report_id)
+        consult = Consult(call_uniqueid, caller, operator, route, report_id, number)
         self.consults[call_uniqueid] = consult
         try:
             await self._action("Redirect", {
@@ -453,7 +459,8 @@ class Forwarder:
         consult = None
         if route is not None:
             consult = self.consults.get(call) or Consult(
-                call, caller, operator, route, int(report) if report.isdigit() else None
+                call, caller, operator, route, int(report) if report.isdigit() else None,
+                caller_number_of(channel),
             )
         if operator not in by_name:
             log.warning("consult_operator_gone", call=call, operator=operator)
@@ -523,6 +530,13 @@ class Forwarder:
     async def _call_channels(
         self, call_uniqueid: str, *, need_operator: bool
     ) -> tuple[str, str | None]:
+        caller, operator = await self._call_legs(call_uniqueid, need_operator=need_operator)
+        return caller.get("Channel") or "", operator.get("Channel") if operator else None
+
+    async def _call_legs(
+        self, call_uniqueid: str, *, need_operator: bool
+    ) -> tuple[Event, Event | None]:
+        """Return the caller's channel and the channel bridged with it, if any."""
         channels = await self._channels()
         caller = next((c for c in channels if c.get("Uniqueid") == call_uniqueid), None)
         if caller is None:
@@ -545,7 +559,7 @@ class Forwarder:
                 " consult need the operator on the call, a transfer does not",
                 409,
             )
-        return caller.get("Channel") or "", operator.get("Channel") if operator else None
+        return caller, operator
 
     async def _bridged_peer(self, channel: str) -> str | None:
         channels = await self._channels()
@@ -769,6 +783,14 @@ class Forwarder:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def caller_number_of(channel: Event) -> str:
+    """Return a channel's caller number, as untrusted text cut to 32 characters."""
+    number = channel.get("CallerIDNum") or ""
+    if number == "<unknown>":
+        return ""
+    return re.sub(r"[^0-9+*#]", "", number)[:32]
 
 
 def _endpoint(channel: str) -> str | None:

@@ -97,7 +97,7 @@ i18n.register({
         "Penelepon menunggu. Setelah instansi menjawab, gabungkan bertiga atau serahkan.",
         "The caller is on hold. Once the agency answers, join all three or hand over.",
     ),
-    "console.consult_with": ("{agency} · panggilan {call}", "{agency} · call {call}"),
+    "console.consult_with": ("{agency} · penelepon {number}", "{agency} · caller {number}"),
     "console.consult_join": ("Gabungkan bertiga", "Join all three"),
     "console.consult_transfer": ("Serahkan ke instansi", "Hand over to the agency"),
     "console.consult_joined": ("Penelepon, {agency} dan Anda tersambung",

@@ -384,7 +384,7 @@ OPERATIONS: dict[str, Operation] = {
         "events.",
         response=obj(consults=array(obj(
             call=STRING, agency=STRING, agency_name=STRING, operator=nullable(STRING),
-            report_id=nullable(INTEGER)))),
+            report_id=nullable(INTEGER), caller_number=STRING))),
         errors=("503 not_started",),
     ),
     "GET /api/calls/{uniqueid}/forwards": Operation(

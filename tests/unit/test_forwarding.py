@@ -208,7 +208,8 @@ OPERATOR = "PJSIP/op1-00000002"
 
 def connected_call() -> list[Event]:
     return [
-        event("CoreShowChannel", Channel=CALLER, Uniqueid="1.0", BridgeId="b1"),
+        event("CoreShowChannel", Channel=CALLER, Uniqueid="1.0", BridgeId="b1",
+              CallerIDNum="0812 3456<b>"),
         event("CoreShowChannel", Channel=OPERATOR, Uniqueid="1.1", BridgeId="b1"),
     ]
 
@@ -237,7 +238,7 @@ async def test_consult_marks_the_caller_and_tells_the_console() -> None:
     assert forward.consults_for("op2") == []
     assert forward.consults_for(None)[0].to_dict() == {
         "call": "1.0", "agency": "damkar", "agency_name": "Damkar", "operator": "op1",
-        "report_id": 7,
+        "report_id": 7, "caller_number": "08123456",
     }
 
 
@@ -297,7 +298,8 @@ async def test_consult_of_another_operator_call_is_not_listed() -> None:
 
 async def test_restore_rebuilds_consult_from_the_held_caller() -> None:
     held = event("CoreShowChannel", Channel=CALLER, Uniqueid="1.0",
-                 Context="sigap-forward-hold", Application="MusicOnHold")
+                 Context="sigap-forward-hold", Application="MusicOnHold",
+                 CallerIDNum="+6281234")
     leg = event("CoreShowChannel", Channel=OPERATOR, Uniqueid="1.1",
                 Context="sigap-lib-dial-agency", Application="Dial")
     ami = FakeAmi([held, leg], {
@@ -311,6 +313,7 @@ async def test_restore_rebuilds_consult_from_the_held_caller() -> None:
     consult = forward.consults["1.0"]
     assert (consult.caller_channel, consult.operator_channel) == (CALLER, OPERATOR)
     assert (consult.route.code, consult.report_id) == ("damkar", 7)
+    assert consult.caller_number == "+6281234"
     assert states == [("started", "1.0")]
     assert redirects(ami) == []
 

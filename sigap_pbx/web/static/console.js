@@ -258,9 +258,11 @@
         onclick: () => completeConsult(consult, how),
       }, how === "join" ? text.consult_join : text.consult_transfer);
       return Sigap.el("li", { "data-consult": consult.call },
-        Sigap.el("span", {}, format(text.consult_with,
-          { agency: consult.agency_name || consult.agency, call: consult.call })),
-        " ", finish("join"), " ", finish("transfer"));
+        Sigap.el("span", {}, format(text.consult_with, {
+          agency: consult.agency_name || consult.agency,
+          number: cap(consult.caller_number) || consult.call,
+        })),
+        Sigap.el("span", { class: "consult-buttons" }, finish("join"), finish("transfer")));
     }));
   }
 
