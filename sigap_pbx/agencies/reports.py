@@ -22,15 +22,12 @@ from typing import Any
 import structlog
 
 from sigap_pbx.config import Config
-from sigap_pbx.store.agencies import AgencyNotFound, AgencyStore
+from sigap_pbx.store.agencies import AgencyStore
 from sigap_pbx.store.db import Database
 from sigap_pbx.store.reports import (
     REPORT_FIELDS,
     CallType,
     DispatchOutcome,
-    ForwardAttemptView,
-    ForwardMode,
-    ForwardResult,
     ReportCategory,
     ReportDetail,
     ReportNotFound,
@@ -368,57 +365,3 @@ class ReportService:
                     )
         return outcome
 
-    async def record_forward_attempt(
-        self,
-        *,
-        agency_code: str,
-        target: str,
-        mode: str | ForwardMode,
-        actor: str,
-        call_uniqueid: str | None = None,
-        report_id: int | None = None,
-        line_priority: int | None = None,
-        channel: str | None = None,
-        result: str | ForwardResult = ForwardResult.RINGING,
-        started_at: datetime | None = None,
-    ) -> int:
-        """Store the start of an attempt to reach an agency line; return its id.
-
-        Raises AgencyNotFound for an unknown agency code.
-        """
-        agency = await self._agencies.get_agency(code=agency_code)
-        if agency is None:
-            raise AgencyNotFound(agency_code)
-        if call_uniqueid is not None:
-            validate_uniqueid(call_uniqueid)
-        return await self._store.add_forward_attempt(
-            agency_id=agency.id,
-            target=target,
-            mode=str(mode),
-            actor=actor,
-            started_at=self._clock() if started_at is None else started_at,
-            result=str(result),
-            call_uniqueid=call_uniqueid,
-            report_id=report_id,
-            line_priority=line_priority,
-            channel=channel,
-        )
-
-    async def update_forward_attempt(
-        self,
-        attempt_id: int,
-        *,
-        result: str | ForwardResult | None = None,
-        channel: str | None = None,
-        answered_at: datetime | None = None,
-        ended_at: datetime | None = None,
-    ) -> ForwardAttemptView:
-        """Store an attempt's result, channel and times; `seconds` becomes the talk
-        time once both `answered_at` and `ended_at` are set."""
-        return await self._store.update_forward_attempt(
-            attempt_id,
-            result=None if result is None else str(result),
-            channel=channel,
-            answered_at=answered_at,
-            ended_at=ended_at,
-        )

@@ -324,17 +324,6 @@ class DispatchRejected(StoreError):
     """A dispatch that cannot be made: a closed report or an inactive agency."""
 
 
-class ForwardAttemptNotFound(StoreError, LookupError):
-    """No forward attempt has the id asked for."""
-
-    def __init__(self, attempt_id: int) -> None:
-        super().__init__(
-            f"forward attempt {attempt_id} not found, pass the id that"
-            " record_forward_attempt() returned"
-        )
-        self.attempt_id = attempt_id
-
-
 @dataclass(frozen=True, slots=True)
 class ReportView:
     """One incident report, read from ``incident_reports``."""
@@ -576,8 +565,6 @@ def _report_row(values: Mapping[str, Any]) -> dict[str, Any]:
 _validate_category = _one_of(ReportCategory)
 _validate_call_type = _one_of(CallType)
 _validate_status = _one_of(ReportStatus)
-_validate_mode = _one_of(ForwardMode)
-_validate_result = _one_of(ForwardResult)
 
 
 class ReportStore:
@@ -941,93 +928,6 @@ class ReportStore:
                 actor=actor,
             )
         return DispatchOutcome(report_id, report.version, tuple(sent), tuple(already))
-
-    # --- Forward attempts ----------------------------------------------------
-
-    async def add_forward_attempt(
-        self,
-        *,
-        agency_id: int,
-        target: str,
-        mode: str,
-        actor: str,
-        started_at: datetime,
-        result: str = ForwardResult.RINGING.value,
-        call_uniqueid: str | None = None,
-        report_id: int | None = None,
-        line_priority: int | None = None,
-        channel: str | None = None,
-    ) -> int:
-        """Insert one attempt to reach an agency line and return its id."""
-        row = {
-            "agency_id": _validate_id("agency_id", agency_id),
-            "target": _key("target", target),
-            "mode": _validate_mode("mode", mode),
-            "result": _validate_result("result", result),
-            "actor": _key("actor", actor),
-            "started_at": _aware_datetime("started_at", started_at),
-            "call_uniqueid": None if call_uniqueid is None else _key("call_uniqueid", call_uniqueid),
-            "report_id": None if report_id is None else _validate_id("report_id", report_id),
-            "line_priority": None
-            if line_priority is None
-            else _non_negative_int("line_priority", line_priority),
-            "channel": None if channel is None else _text("channel", channel),
-        }
-        insert = FORWARD_ATTEMPTS.insert().values(**row).returning(FORWARD_ATTEMPTS.c.id)
-        async with self._db.session() as session:
-            return (await session.execute(insert)).scalar_one()
-
-    async def update_forward_attempt(
-        self,
-        attempt_id: int,
-        *,
-        result: str | None = None,
-        channel: str | None = None,
-        answered_at: datetime | None = None,
-        ended_at: datetime | None = None,
-    ) -> ForwardAttemptView:
-        """Set the result, channel and times of an attempt; None leaves a field.
-
-        When the attempt has both an answer and an end time, `seconds` becomes
-        the talk time between them. Raises ForwardAttemptNotFound.
-        """
-        values: dict[str, Any] = {}
-        if result is not None:
-            values["result"] = _validate_result("result", result)
-        if channel is not None:
-            values["channel"] = _text("channel", channel)
-        if answered_at is not None:
-            values["answered_at"] = _aware_datetime("answered_at", answered_at)
-        if ended_at is not None:
-            values["ended_at"] = _aware_datetime("ended_at", ended_at)
-        _validate_id("attempt_id", attempt_id)
-        async with self._db.session() as session:
-            if values:
-                await session.execute(
-                    update(FORWARD_ATTEMPTS)
-                    .where(FORWARD_ATTEMPTS.c.id == attempt_id)
-                    .values(**values)
-                )
-            row = (
-                (
-                    await session.execute(
-                        select(FORWARD_ATTEMPTS).where(FORWARD_ATTEMPTS.c.id == attempt_id)
-                    )
-                )
-                .mappings()
-                .one_or_none()
-            )
-            if row is None:
-                raise ForwardAttemptNotFound(attempt_id)
-            if row["answered_at"] is not None and row["ended_at"] is not None:
-                seconds = max(0.0, (row["ended_at"] - row["answered_at"]).total_seconds())
-                await session.execute(
-                    update(FORWARD_ATTEMPTS)
-                    .where(FORWARD_ATTEMPTS.c.id == attempt_id)
-                    .values(seconds=seconds)
-                )
-            attempts = await self._attempts(session, FORWARD_ATTEMPTS.c.id == attempt_id)
-        return attempts[0]
 
     # --- Reading -------------------------------------------------------------
 

@@ -16,9 +16,12 @@ from sigap_pbx.store.agencies import (
     AgencySpec,
     AgencyStore,
 )
+from sigap_pbx.store.forwarding import ForwardStore
 from sigap_pbx.store.reports import (
     OUTBOX,
     DispatchRejected,
+    ForwardMode,
+    ForwardResult,
     ReportNotFound,
     ReportStore,
     ReportVersionConflict,
@@ -264,32 +267,35 @@ async def test_list_filters(db: Database) -> None:
 
 
 async def test_forward_attempt_round_trip(db: Database) -> None:
+    """An attempt written by the forwarder's store is read back with its report."""
     await add_agencies(db)
     store = ReportStore(db)
     report = await store.create_report(REPORT, actor="op1", at=AT)
     damkar = await AgencyStore(db).get_agency(code="damkar")
     assert damkar is not None
+    attempts = ForwardStore(db)
 
-    attempt_id = await store.add_forward_attempt(
+    attempt_id = await attempts.insert_attempt(
         agency_id=damkar.id,
         target="agency-fire-1",
-        mode="conference",
+        mode=ForwardMode.CONFERENCE,
         actor="op1",
         started_at=AT,
         call_uniqueid="1.1",
         report_id=report.id,
         line_priority=1,
     )
-    await store.update_forward_attempt(
-        attempt_id, result="answered", answered_at=AT + timedelta(seconds=8)
-    )
-    view = await store.update_forward_attempt(
-        attempt_id, ended_at=AT + timedelta(seconds=68), channel="PJSIP/agency-fire-1-0001"
+    await attempts.finish_attempt(
+        attempt_id, result=ForwardResult.ANSWERED, answered_at=AT + timedelta(seconds=8),
+        ended_at=AT + timedelta(seconds=68), seconds=60.0,
     )
 
-    assert view.result == "answered"
-    assert view.seconds == 60.0
-    assert view.agency_code == "damkar"
     detail = await store.get_report(report.id)
     assert detail is not None
-    assert [a.id for a in detail.forward_attempts] == [attempt_id]
+    [view] = detail.forward_attempts
+    assert view.id == attempt_id
+    assert view.result == "answered"
+    assert view.mode == "conference"
+    assert view.seconds == 60.0
+    assert view.agency_code == "damkar"
+    assert [a.id for a in await attempts.list_attempts(call_uniqueid="1.1")] == [attempt_id]
