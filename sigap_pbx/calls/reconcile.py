@@ -5,12 +5,14 @@ the controller is running. A pass reads the rows after the last checkpoint and g
 them by linkedid. A call has ended when its LINKEDID_END row is there. For every ended
 call that is missing from the store, or still `in_progress` there, the pass writes the
 record from those rows, marked `reconciled`. Calls still in progress are left for a later
-pass, so the checkpoint never moves past their first row.
+pass, so the checkpoint never moves past their first row. The reconciler keeps their
+rows and reads on from the last row read, so a long call neither holds back the calls
+after it nor has its rows read again by every pass. After a restart it reads from the
+checkpoint again.
 
 A call whose channels died with Asterisk (a crash, a kill) never gets its LINKEDID_END.
-Left alone it would hold the checkpoint for ever, and once a batch of newer rows piled
-up behind it no later call would be read again. So a group with no row for ORPHAN_SECONDS
-is checked against the channels Asterisk has now; gone in two checks at least
+Left alone it would hold the checkpoint and its rows for ever. So a group with no row
+for ORPHAN_SECONDS is checked against the channels Asterisk has now; gone in two checks at least
 `settle_seconds` apart, it is written as ended at its last row.
 
 Reading is idempotent: a call the live path recorded in full is skipped, and the
@@ -238,6 +240,14 @@ class Reconciler:
         self.orphan_seconds = orphan_seconds
         # linkedid -> monotonic time it was first seen with no live channel.
         self._gone_since: dict[str, float] = {}
+        # The groups still open after the last batch, with their rows, and the last
+        # row read. The checkpoint stays at the first row of the oldest open group,
+        # so a long call would otherwise make every pass read its rows again and
+        # keep the calls after it waiting for its end.
+        self._open: dict[str, list[CelRow]] = {}
+        self._read_to: int | None = None
+        # The checkpoint stored with that state: any other value means it is stale.
+        self._read_checkpoint: int | None = None
         self.cel_path = cel_path
         self.cdr_path = cdr_path
         self.country_code = country_code
@@ -302,10 +312,15 @@ class Reconciler:
 
     async def _one_batch(self) -> tuple[int, bool]:
         after = int(await self.store.get_checkpoint(CHECKPOINT) or 0)
-        rows = await asyncio.to_thread(read_cel_rows, self.cel_path, after)
-        if not rows:
+        if self._read_to is None or self._read_checkpoint != after:
+            self._open = {}
+            self._read_to = after
+        rows = await asyncio.to_thread(read_cel_rows, self.cel_path, self._read_to)
+        if not rows and not self._open:
             return 0, False
         by_linkedid: dict[str, list[CelRow]] = defaultdict(list)
+        for linkedid, group in self._open.items():
+            by_linkedid[linkedid].extend(group)
         for row in rows:
             by_linkedid[row.linkedid].append(row)
         # A call that ended moments ago is left to the live path, because its last
@@ -327,7 +342,8 @@ class Reconciler:
             and not any(r.eventtype == "LINKEDID_END" for r in group)
             and group[-1].eventtime <= now - self.orphan_seconds
         ]
-        if quiet and len(rows) >= BATCH_ROWS:
+        full_batch = len(rows) >= BATCH_ROWS
+        if quiet and full_batch:
             # A call cut by the batch's end has its later rows, and maybe its end,
             # in the next batch: it is not an orphan.
             later = await asyncio.to_thread(cel_linkedids, self.cel_path, quiet, rows[-1].rowid)
@@ -339,17 +355,17 @@ class Reconciler:
                 by_linkedid[linkedid], orphan=linkedid in orphans
             )
         finished |= orphans
-        unfinished = [by_linkedid[lid][0].rowid for lid in by_linkedid if lid not in finished]
-        full_batch = len(rows) >= BATCH_ROWS
-        if unfinished:
-            checkpoint = min(unfinished) - 1
+        self._open = {lid: group for lid, group in by_linkedid.items() if lid not in finished}
+        if rows:
+            self._read_to = rows[-1].rowid
+        if self._open:
+            checkpoint = min(group[0].rowid for group in self._open.values()) - 1
         else:
-            checkpoint = rows[-1].rowid
+            checkpoint = self._read_to
         if checkpoint > after:
             await self.store.set_checkpoint(CHECKPOINT, str(checkpoint))
-        # NOTE: a call longer than one batch of rows keeps the checkpoint still, so the
-        # next pass starts from its first row again. That is safe but repeats work.
-        return written, full_batch and checkpoint > after
+        self._read_checkpoint = max(checkpoint, after)
+        return written, full_batch
 
     async def _orphans(self, quiet: list[str]) -> set[str]:
         """Return the quiet groups whose channels are gone, twice, `settle_seconds` apart.

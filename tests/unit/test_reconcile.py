@@ -743,3 +743,74 @@ async def test_call_cut_by_batch_end_not_orphan(
     call = await stored(store, later.linkedid)
     assert call.outcome == "answered"
     assert call.ended_at == at(200.0 + 65.2)
+
+
+async def test_long_call_does_not_hold_later_calls(
+    store: CallStore, cel: CelFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An ended call, then one still going on (its rows are recent, so it is not an
+    # orphan), and more than two batches of ended calls after it.
+    answered(cel, "1796409200.0", start=-100.0)
+    now = datetime.now(UTC).timestamp()
+    long_call = Call(cel, "1796409300.5", start=now - T0 - 5)
+    first_row = long_call.arrive()
+    long_call.enter_queue(0.2)
+    later = [answered(cel, f"1796409400.{n}", start=float(n)) for n in range(6)]
+    batch = 10
+    reads: list[int] = []
+
+    def counted_read(path: Path, after_rowid: int, limit: int = batch) -> list:
+        reads.append(after_rowid)
+        return original(path, after_rowid, limit=batch)
+
+    original = reconcile.read_cel_rows
+    monkeypatch.setattr(reconcile, "BATCH_ROWS", batch)
+    monkeypatch.setattr(reconcile, "read_cel_rows", counted_read)
+    reconciler = Reconciler(store, cel.path, country_code="62", settle_seconds=0,
+                            live_linkedids=Channels({long_call.linkedid}))
+
+    written = await reconciler.run_pass("test")
+
+    assert written == len(later) + 1
+    for call in later:
+        assert (await stored(store, call.linkedid)).outcome == "answered"
+    assert await store.get_call(uniqueid=long_call.linkedid) is None
+    assert await store.get_checkpoint(CHECKPOINT) == str(first_row - 1)
+
+    # The next pass reads on from the last row read, not from the checkpoint.
+    last_read = reads[-1]
+    reads.clear()
+    long_call.hang_up(4.0)
+    last = long_call.end(4.1)
+    assert await reconciler.run_pass("test") == 1
+    assert reads[0] >= last_read > first_row
+    assert (await stored(store, long_call.linkedid)).outcome == "abandoned_in_queue"
+    assert await store.get_checkpoint(CHECKPOINT) == str(last)
+
+
+async def test_moved_checkpoint_reads_from_it_again(
+    store: CallStore, cel: CelFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rows kept from a pass are dropped when the stored checkpoint is not the one
+    that pass left, as after a restore of the database."""
+    answered(cel, "1796409200.0", start=-100.0)
+    unfinished = Call(cel, "1796409300.5")
+    unfinished.arrive()
+    unfinished.enter_queue(0.2)
+    reconciler = Reconciler(store, cel.path, country_code="62", settle_seconds=0)
+    await reconciler.run_pass("test")
+    assert await store.get_checkpoint(CHECKPOINT) != "0"
+    reads: list[int] = []
+    original = reconcile.read_cel_rows
+
+    def counted_read(path: Path, after_rowid: int, limit: int = reconcile.BATCH_ROWS) -> list:
+        reads.append(after_rowid)
+        return original(path, after_rowid, limit)
+
+    monkeypatch.setattr(reconcile, "read_cel_rows", counted_read)
+    await store.set_checkpoint(CHECKPOINT, "0")
+    unfinished.hang_up(20.0)
+    unfinished.end(20.1)
+
+    assert await reconciler.run_pass("test") == 1
+    assert reads[0] == 0
