@@ -82,13 +82,16 @@ def requests_made() -> RequestLog:
 @pytest.fixture
 async def new_context(
     browser: Browser, requests_made: RequestLog
-) -> AsyncIterator[Callable[[], Awaitable[BrowserContext]]]:
-    """Return a function that opens a browser context whose requests are logged."""
+) -> AsyncIterator[Callable[..., Awaitable[BrowserContext]]]:
+    """Return a function that opens a browser context whose requests are logged.
+
+    The context's viewport is 1366x900 unless the function is given a size.
+    """
     contexts: list[BrowserContext] = []
 
-    async def open_context() -> BrowserContext:
+    async def open_context(width: int = 1366, height: int = 900) -> BrowserContext:
         context = await browser.new_context(
-            locale="id-ID", viewport={"width": 1366, "height": 900}
+            locale="id-ID", viewport={"width": width, "height": height}
         )
         requests_made.follow(context)
         contexts.append(context)
