@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Run the whole stack on the embedded SQLite database: a real Asterisk, the Sigap
-# controller and its web server. Ctrl-C stops all of them.
+# controller and its web server. Ctrl-C, or SIGINT or SIGTERM to this script, stops
+# all of them.
 #
 # Asterisk carries the calls, so it keeps running whatever happens to the
-# controller: if the controller exits on its own, it is started again after a short
-# pause, and calls in progress are not touched.
+# controller: whenever the controller exits (crashed, killed, or stopped with a
+# signal of its own), it is started again after a short pause, and calls in
+# progress are not touched.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +20,8 @@ instance=$(.venv/bin/python -c 'from sigap_pbx.config import load_config; print(
 log() { printf '[run %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2 || true; }
 stopping=0
 controller=""
+# Set once a controller has got past its start: from then on Asterisk stays up.
+ran=0
 
 stop_all() {
     trap - INT TERM EXIT
@@ -44,17 +48,23 @@ while [ "$stopping" = 0 ]; do
     status=0
     wait "$controller" || status=$?
     [ "$stopping" = 0 ] || break
-    if [ "$status" = 0 ]; then
-        # A clean exit is a stop someone asked for (SIGINT or SIGTERM to the
-        # controller alone, for example when this shell ignores SIGINT).
-        log "the controller stopped cleanly; stopping Asterisk too"
-        exit 0
+    # `sigap serve` exits with 2 for a configuration error and 3 when it could not
+    # start; a crash is 1, like any Python error.
+    if [ "$status" = 2 ] || [ "$status" = 3 ]; then
+        if [ "$ran" = 0 ]; then
+            # On the first start: starting again would fail the same way.
+            log "the controller could not start (exit $status); see the error above"
+            exit "$status"
+        fi
+        # Asterisk has been carrying calls: keep it, and try until the cause is fixed.
+        log "the controller could not start again (exit $status); Asterisk keeps routing calls; retrying in 10 s"
+        sleep 10
+        continue
     fi
-    if [ "$status" = 1 ] || [ "$status" = 2 ]; then
-        # A configuration or start-up error: starting again would fail the same way.
-        log "the controller could not start (exit $status); see the error above"
-        exit "$status"
-    fi
+    ran=1
+    # A signal to the controller alone, a crash or a clean exit: Asterisk carries
+    # the calls in progress, so only the controller starts again. The whole stack
+    # stops with Ctrl-C, or SIGINT or SIGTERM to this script.
     log "the controller exited ($status); Asterisk keeps routing calls; restarting it in 2 s"
     sleep 2
 done

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -206,3 +207,29 @@ def test_calls_table_unknown_number(tmp_path: Path) -> None:
     assert " withheld " in lines[1]
     assert " unknown " in lines[2]
     assert "PJSIP" not in result.stdout
+
+
+def test_serve_port_in_use_exits_3(tmp_path: Path) -> None:
+    """A start-up failure has its own exit code: scripts/run.sh tells it from a crash
+    (1), which it answers by starting the controller again."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    try:
+        result = run_sigap(tmp_path, "serve", environ={
+            "SIGAP_DATABASE__URL": f"sqlite+aiosqlite:///{tmp_path}/sigap.db",
+            "SIGAP_SITE__STATE_DIR": str(tmp_path),
+            "SIGAP_AGI__PORT": str(port),
+            # Nothing listens there: the controller keeps retrying AMI in the background.
+            "SIGAP_AMI__PORT": "1",
+            "SIGAP_WEB__PORT": "2",
+        })
+    finally:
+        taken.close()
+
+    assert result.returncode == 3, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith(f"error: [agi] cannot listen on 127.0.0.1:{port}")
+    assert "SIGAP_AGI__PORT" in last
