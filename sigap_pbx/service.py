@@ -62,7 +62,7 @@ from sigap_pbx.store.diversions import DiversionStore
 from sigap_pbx.store.forwarding import ForwardStore
 from sigap_pbx.store.outbox import OutboxStore
 from sigap_pbx.store.shifts import ShiftStore
-from sigap_pbx.web.access import CALL_STAFF
+from sigap_pbx.web.access import CALL_STAFF, SUPERVISORS
 from sigap_pbx.web.app import create_app
 from sigap_pbx.web.feed import Feed
 from sigap_pbx.wire.ami import Event
@@ -509,9 +509,14 @@ class Controller:
         )
 
     def _publish_consult(self, state: str, consult: Consult) -> None:
-        """Tell the operator's console (and supervisors) how a consult stands."""
-        self.feed.publish(CONSULT_KIND, {"state": state, **consult.to_dict()},
-                          roles=CALL_STAFF, endpoint=consult.operator_endpoint)
+        """Send the state of a consult to the operator's console and to supervisors."""
+        data = {"state": state, **consult.to_dict(), "reason": consult.end_reason}
+        if consult.operator_endpoint is None:
+            # No operator phone to address it to: supervisors and admins only.
+            self.feed.publish(CONSULT_KIND, data, roles=SUPERVISORS)
+        else:
+            self.feed.publish(CONSULT_KIND, data, roles=CALL_STAFF,
+                              endpoint=consult.operator_endpoint)
 
     async def _agency_routes(self) -> list[AgencyRoute]:
         """Return every active agency's lines staffed now, as PJSIP targets."""

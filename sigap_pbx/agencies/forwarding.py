@@ -34,7 +34,7 @@ from sigap_pbx.wire.errors import DialStringError
 log = structlog.get_logger(__name__)
 
 AGENCY_FAMILY = "sigap/agency"
-# The feed event that tells the console how a consult stands.
+# The feed event that tells the console the state of a consult.
 CONSULT_KIND = "forward.consult"
 DIAL_CODE = re.compile(r"[0-9]{1,2}")
 UNIQUEID = re.compile(r"[0-9]{1,20}\.[0-9]{1,10}")
@@ -118,6 +118,9 @@ class Consult:
     # Set while consult_complete moves the channels: the operator's consult leg then
     # ends on purpose, and must not send the caller back to the queue.
     completing: bool = False
+    # Why an ended consult ended: caller_gone, operator_gone, requeued (the hold
+    # limit) or gone (not found again after an AMI login).
+    end_reason: str = ""
 
     @property
     def operator_endpoint(self) -> str | None:
@@ -184,6 +187,8 @@ class Forwarder:
         # controller restart or an AMI gap loses neither.
         self.conferences: dict[str, Conference] = {}
         self.consults: dict[str, Consult] = {}
+        # While `restore` runs: the channels hung up since its snapshot.
+        self._hung_up_meanwhile: set[str] | None = None
         # (context of the attempt, agency dial code, line index) -> forward_attempts id.
         self._attempts: dict[tuple[str, str, str], int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -326,38 +331,43 @@ class Forwarder:
         """End a consult: "join" makes a conference of all three, "transfer" leaves the
         caller with the agency and ends the operator's leg."""
         call_uniqueid = _check_uniqueid(call_uniqueid)
-        consult = self.consults.get(call_uniqueid)
-        if consult is None:
-            raise ForwardError(
-                "no_consult", f"call {call_uniqueid} has no consult in progress", 409
-            )
         if how not in ("join", "transfer"):
             raise ForwardError("invalid_action", f"{how!r} is invalid, use join or transfer")
-        agency_channel = await self._bridged_peer(consult.operator_channel)
+        consult = self._current_consult(call_uniqueid)
+        if consult.completing:
+            raise ForwardError(
+                "consult_completing", f"the consult of call {call_uniqueid} is being"
+                " completed already; wait for the result", 409,
+            )
+        channels = await self._channels()
+        # The consult may have ended while the channels were read.
+        consult = self._current_consult(call_uniqueid, consult)
+        if not _on_hold(channels, consult.caller_channel):
+            raise ForwardError(
+                "no_consult", f"the caller of call {call_uniqueid} is no longer on hold", 409
+            )
+        agency_channel = _bridged_peer_in(channels, consult.operator_channel)
         if agency_channel is None:
             raise ForwardError(
                 "agency_not_connected",
                 "the agency has not answered the consult yet; wait for it or hang up",
                 409,
             )
-        if consult.completing:
-            raise ForwardError(
-                "consult_completing", f"the consult of call {call_uniqueid} is being"
-                " completed already; wait for the result", 409,
-            )
         room = room_name(call_uniqueid)
         consult.completing = True
+        caller_moved = False
         try:
             self.conferences[room] = Conference(room, call_uniqueid, agency_joined=True)
-            channels = [consult.caller_channel, agency_channel]
+            moved = [consult.caller_channel, agency_channel]
             if how == "join":
-                channels.append(consult.operator_channel)
-            for channel in channels:
+                moved.append(consult.operator_channel)
+            for channel in moved:
                 await self._setvars(channel, SIGAP_CONF_ROOM=room)
             await self._action("Redirect", {
                 "Channel": consult.caller_channel, "Context": "sigap-forward-conf",
                 "Exten": "caller", "Priority": "1",
             })
+            caller_moved = True
             fields = {
                 "Channel": agency_channel, "Context": "sigap-forward-conf", "Exten": "staff",
                 "Priority": "1",
@@ -369,12 +379,51 @@ class Forwarder:
             await self._action("Redirect", fields)
         except BaseException:
             consult.completing = False
+            self.conferences.pop(room, None)
+            if caller_moved:
+                # The caller is alone in the room (the agency hung up meanwhile):
+                # back on hold, or to the queue if the operator's leg has gone too.
+                self._spawn(self._return_caller(consult))
             raise
         self.consults.pop(call_uniqueid, None)
         self._notify("completed", consult)
         await self._audit(actor, f"forward.consult_{how}", call_uniqueid,
                           {"agency": consult.route.code, "report": consult.report_id})
         return {"call": call_uniqueid, "action": how, "room": room}
+
+    def _current_consult(self, call_uniqueid: str, expected: Consult | None = None) -> Consult:
+        """Return the consult of a call, or raise no_consult if it has ended (or, with
+        `expected`, has been replaced) meanwhile."""
+        consult = self.consults.get(call_uniqueid)
+        if consult is None or (expected is not None and consult is not expected):
+            raise ForwardError(
+                "no_consult", f"call {call_uniqueid} has no consult in progress", 409
+            )
+        return consult
+
+    async def _return_caller(self, consult: Consult) -> None:
+        """Put back on hold a caller whose consult could not be completed."""
+        try:
+            channels = await self._channels()
+            if not any(c.get("Channel") == consult.caller_channel for c in channels):
+                return
+            if any(c.get("Channel") == consult.operator_channel for c in channels):
+                await self._action("Redirect", {
+                    "Channel": consult.caller_channel, "Context": "sigap-forward-hold",
+                    "Exten": "s", "Priority": "1",
+                })
+                return
+            await self._action("Redirect", {
+                "Channel": consult.caller_channel, "Context": "sigap-forward-hold",
+                "Exten": "requeue", "Priority": "1",
+            })
+        except (ForwardError, AmiActionFailed) as exc:
+            log.error("consult_caller_not_returned", call=consult.call_uniqueid,
+                      channel=consult.caller_channel, error=str(exc))
+            return
+        if self.consults.get(consult.call_uniqueid) is consult:
+            self.consults.pop(consult.call_uniqueid, None)
+            self._end(consult, "operator_gone")
 
     def consults_for(self, endpoint: str | None) -> list[Consult]:
         """Return the consults in progress, or only those of one operator's phone."""
@@ -388,49 +437,79 @@ class Forwarder:
 
         Run after every AMI login. A caller alone in a conference room, or on hold
         for a consult whose operator leg has gone, is sent back to the queue as
-        the live events would have done.
+        the live events would have done. What the live events change while this
+        runs wins over the snapshot: a channel hung up meanwhile is not restored,
+        and a consult started meanwhile is kept.
         """
-        channels = await self._channels()
-        by_name = {c.get("Channel") or "": c for c in channels}
-        rooms: dict[str, Conference] = {}
-        held: list[Event] = []
-        for channel in channels:
-            name = channel.get("Channel") or ""
-            if channel.get("Context") == "sigap-forward-hold":
-                held.append(channel)
-            elif (channel.get("Application") or "").lower() == "confbridge":
-                room = (channel.get("ApplicationData") or "").split(",", 1)[0]
-                if not room.startswith("sigap-"):
-                    continue
-                call = room.removeprefix("sigap-").replace("-", ".", 1)
-                if not UNIQUEID.fullmatch(call):
-                    continue
-                conference = rooms.setdefault(room, Conference(room, call))
-                conference.members.add(channel.get("Uniqueid") or "")
-                if name.startswith("Local/"):
-                    conference.agency_joined = True
-        self.conferences = {**rooms, **{
-            room: conf for room, conf in self.conferences.items() if room not in rooms
-            and conf.call_uniqueid in {c.get("Uniqueid") for c in channels}
-        }}
-        for conference in rooms.values():
-            if conference.members == {conference.call_uniqueid}:
-                log.warning("conference_caller_alone", room=conference.room,
-                            call=conference.call_uniqueid)
-                await self._requeue(conference)
-        found: dict[str, Consult] = {}
-        for channel in held:
-            consult = await self._held_consult(channel, by_name)
-            if consult is not None:
-                found[consult.call_uniqueid] = consult
-        for call, consult in self.consults.items():
-            if call not in found and not consult.completing:
-                self._notify("ended", consult)
-        self.consults = {**found, **{
-            call: consult for call, consult in self.consults.items() if consult.completing
-        }}
+        self._hung_up_meanwhile = set()
+        known_before = set(self.consults)
+        try:
+            channels = await self._channels()
+            await self._restore_conferences(channels)
+            found = await self._restore_consults(channels)
+        finally:
+            gone = self._hung_up_meanwhile
+            self._hung_up_meanwhile = None
+        for call, consult in found.items():
+            if consult.caller_channel in gone or consult.operator_channel in gone:
+                continue
+            if call not in self.consults:
+                self.consults[call] = consult
+                self._notify("started", consult)
+        for call in known_before - set(found):
+            consult = self.consults.get(call)
+            if consult is not None and not consult.completing:
+                del self.consults[call]
+                self._end(consult, "gone")
         log.info("forwards_restored", conferences=len(self.conferences),
                  consults=len(self.consults))
+
+    async def _restore_conferences(self, channels: list[Event]) -> None:
+        live = {c.get("Uniqueid") for c in channels}
+        rooms: dict[str, Conference] = {}
+        for channel in channels:
+            if (channel.get("Application") or "").lower() != "confbridge":
+                continue
+            room = (channel.get("ApplicationData") or "").split(",", 1)[0]
+            if not room.startswith("sigap-"):
+                continue
+            call = room.removeprefix("sigap-").replace("-", ".", 1)
+            if not UNIQUEID.fullmatch(call):
+                continue
+            conference = rooms.setdefault(room, Conference(room, call))
+            conference.members.add(channel.get("Uniqueid") or "")
+            if (channel.get("Channel") or "").startswith("Local/"):
+                conference.agency_joined = True
+        for room, conference in list(self.conferences.items()):
+            if room not in rooms and conference.call_uniqueid not in live:
+                del self.conferences[room]
+        self.conferences.update(rooms)
+        for conference in rooms.values():
+            if conference.members != {conference.call_uniqueid}:
+                continue
+            log.warning("conference_caller_alone", room=conference.room,
+                        call=conference.call_uniqueid)
+            try:
+                await self._requeue(conference)
+            except (ForwardError, AmiActionFailed) as exc:
+                log.warning("conference_requeue_failed", room=conference.room,
+                            call=conference.call_uniqueid, error=str(exc))
+
+    async def _restore_consults(self, channels: list[Event]) -> dict[str, Consult]:
+        by_name = {c.get("Channel") or "": c for c in channels}
+        found: dict[str, Consult] = {}
+        for channel in channels:
+            if channel.get("Context") != "sigap-forward-hold":
+                continue
+            try:
+                consult = await self._held_consult(channel, by_name)
+            except (ForwardError, AmiActionFailed) as exc:
+                log.warning("consult_not_restored", call=channel.get("Uniqueid"),
+                            error=str(exc))
+                continue
+            if consult is not None:
+                found[consult.call_uniqueid] = consult
+        return found
 
     async def _held_consult(
         self, channel: Event, by_name: dict[str, Event]
@@ -451,24 +530,33 @@ class Forwarder:
         operator = values["SIGAP_CONSULT_OPERATOR"]
         if not UNIQUEID.fullmatch(call) or not operator:
             return None
-        report = values["SIGAP_CONSULT_REPORT"]
-        try:
-            route = await self.find_route(values["SIGAP_CONSULT_AGENCY"])
-        except ForwardError:
-            route = None
-        consult = None
-        if route is not None:
-            consult = self.consults.get(call) or Consult(
-                call, caller, operator, route, int(report) if report.isdigit() else None,
-                caller_number_of(channel),
-            )
         if operator not in by_name:
             log.warning("consult_operator_gone", call=call, operator=operator)
             await self._requeue_held(caller)
             return None
-        if consult is not None and call not in self.consults:
-            self._notify("started", consult)
-        return consult
+        existing = self.consults.get(call)
+        if existing is not None:
+            return existing
+        report = values["SIGAP_CONSULT_REPORT"]
+        return Consult(
+            call, caller, operator, await self._consult_route(values["SIGAP_CONSULT_AGENCY"]),
+            int(report) if report.isdigit() else None, caller_number_of(channel),
+        )
+
+    async def _consult_route(self, code: str) -> AgencyRoute:
+        """Return the route of a consulted agency, staffed now or not: completing a
+        consult needs only its channels."""
+        for attempt in range(2):
+            for route in self.routes.values():
+                if code in (route.code, route.dial_code):
+                    return route
+            if attempt == 0:
+                try:
+                    await self.publish()
+                except Exception:
+                    log.exception("agency_lines_not_read", agency=code[:32])
+                    break
+        return AgencyRoute(0, code[:32], "", code[:32], ())
 
     async def callout(
         self, *, agency: str, dispatch_id: int, report_id: int, actor: str = "escalation"
@@ -562,16 +650,7 @@ class Forwarder:
         return caller, operator
 
     async def _bridged_peer(self, channel: str) -> str | None:
-        channels = await self._channels()
-        own = next((c for c in channels if c.get("Channel") == channel), None)
-        bridge = own.get("BridgeId") if own else None
-        if not bridge:
-            return None
-        peer = next(
-            (c for c in channels if c.get("BridgeId") == bridge and c.get("Channel") != channel),
-            None,
-        )
-        return peer.get("Channel") if peer else None
+        return _bridged_peer_in(await self._channels(), channel)
 
     async def _setvars(self, channel: str, **variables: str) -> None:
         for name, value in variables.items():
@@ -594,6 +673,8 @@ class Forwarder:
             return
         name = event.name
         if name == "UserEvent" and event.get("UserEvent") == "SigapForward":
+            if event.get("Stage") == "requeue" and event.get("Mode") == "consult":
+                self._on_hold_limit(event.get("Call") or "")
             # One worker, in event order: a result must find its attempt's row.
             self._forward_events.put_nowait(event)
             if self._worker is None or self._worker.done():
@@ -613,19 +694,33 @@ class Forwarder:
 
     def _on_hangup(self, event: Event) -> None:
         channel = event.get("Channel") or ""
+        if self._hung_up_meanwhile is not None:
+            self._hung_up_meanwhile.add(channel)
         for consult in list(self.consults.values()):
             if channel == consult.caller_channel:
                 self.consults.pop(consult.call_uniqueid, None)
-                self._notify("ended", consult)
+                self._end(consult, "caller_gone")
             elif channel == consult.operator_channel and not consult.completing:
                 # The agency never answered, or the operator hung up: no operator will
                 # come back to the caller on hold. Back to the queue ahead of the
                 # others now, not after the hold limit.
                 self.consults.pop(consult.call_uniqueid, None)
-                self._notify("ended", consult)
+                self._end(consult, "operator_gone")
                 log.warning("consult_operator_gone", call=consult.call_uniqueid,
                             operator=channel)
                 self._spawn(self._requeue_held(consult.caller_channel))
+
+    def _on_hold_limit(self, call_uniqueid: str) -> None:
+        """End the consult of a caller the dialplan sent back to the queue at its hold limit."""
+        consult = self.consults.get(call_uniqueid)
+        if consult is None or consult.completing:
+            return
+        del self.consults[call_uniqueid]
+        self._end(consult, "requeued")
+
+    def _end(self, consult: Consult, reason: str) -> None:
+        consult.end_reason = reason
+        self._notify("ended", consult)
 
     def _notify(self, state: str, consult: Consult) -> None:
         if self.on_consult is None:
@@ -689,6 +784,10 @@ class Forwarder:
     async def _requeue_held(self, caller_channel: str) -> None:
         """Send a caller on hold for a consult back to the queue at once."""
         try:
+            if not _on_hold(await self._channels(), caller_channel):
+                # Gone, or back in the queue already (the hold limit), perhaps talking
+                # to another operator: leave the caller where they are.
+                return
             await self._action("Redirect", {
                 "Channel": caller_channel, "Context": "sigap-forward-hold",
                 "Exten": "requeue", "Priority": "1",
@@ -783,6 +882,27 @@ class Forwarder:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _on_hold(channels: list[Event], channel: str) -> bool:
+    """Tell whether `channel` waits in sigap-forward-hold in a CoreShowChannels list."""
+    return any(
+        c.get("Channel") == channel and c.get("Context") == "sigap-forward-hold"
+        for c in channels
+    )
+
+
+def _bridged_peer_in(channels: list[Event], channel: str) -> str | None:
+    """Return the channel bridged with `channel` in a CoreShowChannels list."""
+    own = next((c for c in channels if c.get("Channel") == channel), None)
+    bridge = own.get("BridgeId") if own else None
+    if not bridge:
+        return None
+    peer = next(
+        (c for c in channels if c.get("BridgeId") == bridge and c.get("Channel") != channel),
+        None,
+    )
+    return peer.get("Channel") if peer else None
 
 
 def caller_number_of(channel: Event) -> str:

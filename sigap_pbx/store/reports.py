@@ -1,8 +1,10 @@
 """Incident report tables: reports, their calls, dispatches to agencies, the webhook
 outbox and the forwarding attempts of calls to agency lines.
 
-Below the table models, `ReportStore` reads and writes them. Each change writes
-its audit entry, and the webhook messages it causes, in its own transaction.
+Below the table models, `ReportStore` reads and writes them, except
+`forward_attempts`, which only `sigap_pbx.store.forwarding.ForwardStore` writes.
+Each change writes its audit entry, and the webhook messages it causes, in its
+own transaction.
 """
 
 from __future__ import annotations

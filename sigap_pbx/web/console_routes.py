@@ -105,8 +105,12 @@ i18n.register({
     "console.consult_transferred": ("Penelepon diserahkan ke {agency}",
                                     "The caller was handed over to {agency}"),
     "console.consult_ended": (
-        "Konsultasi dengan {agency} berakhir; penelepon yang masih menunggu kembali ke antrean",
-        "The consult with {agency} ended; a caller still on hold went back to the queue",
+        "Konsultasi dengan {agency} berakhir; penelepon kembali ke antrean",
+        "The consult with {agency} ended; the caller went back to the queue",
+    ),
+    "console.consult_caller_gone": (
+        "Penelepon menutup telepon selama konsultasi dengan {agency}",
+        "The caller hung up during the consult with {agency}",
     ),
     "console.callbacks": ("Panggilan terputus untuk dihubungi kembali",
                           "Abandoned calls to call back"),
@@ -169,7 +173,7 @@ JS_KEYS = (
     "until", "set_by", "lift", "saved", "dispatched", "forwarded", "no_callbacks",
     "call_back", "calling_back", "attempts", "failed", "diversion.warning",
     "diversion.low_priority", "consult_with", "consult_join", "consult_transfer",
-    "consult_joined", "consult_transferred", "consult_ended",
+    "consult_joined", "consult_transferred", "consult_ended", "consult_caller_gone",
 ) + tuple(f"state.{s}" for s in (
     "available", "ringing", "on_call", "wrapup", "paused", "logged_off", "unreachable",
     "unknown",

@@ -78,8 +78,9 @@ async def consult_complete(request: web.Request) -> web.Response:
     body = await _body(request)
     actor = actor_of(request, body)
     consult = forwarder.consults.get(request.match_info["uniqueid"])
-    if consult is not None and consult.operator_endpoint is not None:
-        _check_own_endpoint(request, consult.operator_endpoint)
+    if consult is not None:
+        # A consult from a channel that is no operator's phone is a supervisor's.
+        _check_own_endpoint(request, consult.operator_endpoint or "")
     try:
         result = await forwarder.consult_complete(
             request.match_info["uniqueid"], request.match_info["how"], actor=actor

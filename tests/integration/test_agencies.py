@@ -336,3 +336,44 @@ async def test_unanswered_consult_sends_caller_back_at_once(
         )
         assert not call.done()
         assert (await call).ok
+
+
+async def test_hold_limit_caller_left_with_new_operator(
+    clean_stack: Stack, config, caller_number
+):
+    """The hold limit sends the caller back to the queue while op1's consult leg
+    still rings the agency, and op2 answers. When op1's leg ends, the caller stays
+    with op2."""
+    stack = clean_stack
+    # Shorter than the rendered minimum, so the hold limit comes before op1's leg
+    # ends (line 1 rings 5 s and never answers, then the "no answer" prompt plays).
+    stack.rx("dialplan set global SIGAP_HOLD_LIMIT 3")
+    async with running_controller(config) as controller:
+        forwarder = await forwarder_for(controller)
+        joins: list[str] = []
+        controller.ami.add_event_listener(
+            lambda e: joins.append(e.get("Uniqueid") or "")
+            if e.name == "QueueCallerJoin" else None
+        )
+        reasons: list[str] = []
+        forwarder.on_consult = lambda state, consult: reasons.append(
+            f"{state}:{consult.end_reason}")
+        await stack.start_phone("op1", ring_ms=300)
+        stack.add_member("op1")
+        await stack.start_phone("agency-fire-1", ring_ms=600_000)
+        call, uniqueid = await answered_call(stack, controller, caller_number, 25000)
+        await stack.start_phone("op2", ring_ms=300)
+        stack.add_member("op2")
+
+        await forwarder.consult(uniqueid, "damkar", actor="op1")
+        await Stack.wait_for(lambda: joins.count(uniqueid) == 2, 15, "caller back in the queue")
+        await Stack.wait_for(lambda: uniqueid not in forwarder.consults, 5, "consult ended")
+        assert reasons == ["started:", "ended:requeued"]
+        await Stack.wait_for(
+            lambda: "PJSIP/op1" not in stack.rx("core show channels concise"), 30,
+            "op1's consult leg ended",
+        )
+        await asyncio.sleep(2)
+        assert joins.count(uniqueid) == 2
+        assert "PJSIP/op2" in stack.rx("core show channels concise")
+        assert (await call).ok

@@ -5,7 +5,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 from sigap_pbx.agencies.forwarding import Forwarder
-from tests.unit.test_forwarding import FakeAmi, connected_call, forwarder
+from tests.unit.test_forwarding import FakeAmi, connected_call, consulting, forwarder
 from tests.web_auth import signed_in_client
 
 
@@ -53,8 +53,7 @@ async def test_own_operator_reaches_the_agency_check() -> None:
     controller, forward = await controller_with_consult()
     client = await signed_in_client(controller, "operator", endpoint="op1", username="op1")
     try:
-        # The agency has not answered in the fake: nothing is bridged to op1's leg.
-        forward.ami.channels = []
+        forward.ami.channels = consulting(agency_answered=False)
         response = await client.post("/api/calls/1.0/consult/join", json={})
         body = await response.json()
     finally:
@@ -63,3 +62,23 @@ async def test_own_operator_reaches_the_agency_check() -> None:
     assert response.status == 409
     assert body["error"]["code"] == "agency_not_connected"
     assert "1.0" in forward.consults
+
+
+async def test_consult_without_operator_phone_is_supervisors() -> None:
+    controller, forward = await controller_with_consult()
+    # The consulting channel is no operator's phone (a Local channel, say).
+    forward.consults["1.0"].operator_channel = "Local/s@somewhere-00000001;1"
+    forward.ami.channels = consulting(agency_answered=False)
+    statuses = {}
+    for role, endpoint in (("operator", "op1"), ("supervisor", "spv1")):
+        client = await signed_in_client(controller, role, endpoint=endpoint,
+                                        username=f"{role}-{endpoint}")
+        try:
+            listed = await (await client.get("/api/consults")).json()
+            response = await client.post("/api/calls/1.0/consult/join", json={})
+            statuses[role] = (len(listed["consults"]), response.status)
+        finally:
+            await client.close()
+
+    # The supervisor gets past the ownership check to the agency check.
+    assert statuses == {"operator": (0, 403), "supervisor": (1, 409)}

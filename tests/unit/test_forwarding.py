@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from sigap_pbx.agencies.forwarding import (
     ForwardError,
     line_target,
 )
+from sigap_pbx.ami.client import AmiActionFailed
 from sigap_pbx.wire.ami import AmiParser, Completion, Event, Response
 from sigap_pbx.wire.errors import DialStringError
 
@@ -214,6 +216,25 @@ def connected_call() -> list[Event]:
     ]
 
 
+AGENCY_LEG = "PJSIP/agency-fire-1-00000003"
+
+
+def consulting(*, agency_answered: bool) -> list[Event]:
+    """Return the channels while the caller is on hold and op1's leg rings the
+    agency, or talks to it."""
+    channels = [
+        event("CoreShowChannel", Channel=CALLER, Uniqueid="1.0", BridgeId="",
+              Context="sigap-forward-hold", Application="MusicOnHold"),
+        event("CoreShowChannel", Channel=OPERATOR, Uniqueid="1.1",
+              BridgeId="b2" if agency_answered else "", Context="sigap-lib-dial-agency",
+              Application="Dial"),
+    ]
+    if agency_answered:
+        channels.append(event("CoreShowChannel", Channel=AGENCY_LEG, Uniqueid="1.3",
+                              BridgeId="b2", Context="sigap-agency-line"))
+    return channels
+
+
 def redirects(ami: FakeAmi) -> list[dict[str, str]]:
     return [fields for name, fields in ami.actions if name == "Redirect"]
 
@@ -222,6 +243,7 @@ async def started_consult(states: list[tuple[str, str]]) -> tuple[FakeAmi, Forwa
     ami = FakeAmi(connected_call())
     forward = await forwarder(ami, consult_states=states)
     await forward.consult("1.0", "damkar", actor="op1", report_id=7)
+    ami.channels = consulting(agency_answered=False)
     return ami, forward
 
 
@@ -267,16 +289,10 @@ async def test_caller_leaving_ends_the_consult_without_redirect() -> None:
     assert states[-1] == ("ended", "1.0")
 
 
-async def test_completing_consult_keeps_the_caller_when_operator_leg_ends() -> None:
+async def test_completion_keeps_caller_out_of_queue() -> None:
     states: list[tuple[str, str]] = []
     ami, forward = await started_consult(states)
-    # The agency line answered: it is bridged with the operator's consult leg.
-    ami.channels = [
-        event("CoreShowChannel", Channel=CALLER, Uniqueid="1.0", BridgeId=""),
-        event("CoreShowChannel", Channel=OPERATOR, Uniqueid="1.1", BridgeId="b2"),
-        event("CoreShowChannel", Channel="PJSIP/agency-fire-1-3", Uniqueid="1.3",
-              BridgeId="b2"),
-    ]
+    ami.channels = consulting(agency_answered=True)
     result = await forward.consult_complete("1.0", "transfer", actor="op1")
     assert result["action"] == "transfer"
     forward.on_event(event("Hangup", Channel=OPERATOR, Uniqueid="1.1"))
@@ -361,3 +377,219 @@ async def test_restore_rebuilds_conference_and_requeues_a_lone_caller() -> None:
     assert (room.call_uniqueid, room.members, room.agency_joined) == (
         "5.0", {"5.0", "5.2"}, True)
     assert "sigap-1-0" not in forward.conferences
+
+
+# --- Consult races: events that arrive between an action and its reply ------------
+
+
+class RacingAmi(FakeAmi):
+    """A FakeAmi that runs a hook before it answers a chosen action, as an AMI
+    event read while the action's reply is on its way would, and can make
+    chosen actions fail."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hooks: list[tuple[Callable[[str, dict[str, str]], bool], Callable[[], Any]]] = []
+        self.failing: Callable[[str, dict[str, str]], bool] = lambda name, fields: False
+
+    def before(self, match: Callable[[str, dict[str, str]], bool],
+               hook: Callable[[], Any]) -> None:
+        self.hooks.append((match, hook))
+
+    async def action(
+        self, name: str, fields: dict[str, str] | None = None, *, timeout: float | None = None
+    ) -> Completion:
+        fields = dict(fields or {})
+        for match, hook in list(self.hooks):
+            if match(name, fields):
+                self.hooks.remove((match, hook))
+                outcome = hook()
+                if asyncio.iscoroutine(outcome):
+                    await outcome
+        await asyncio.sleep(0)
+        result = await super().action(name, fields, timeout=timeout)
+        if self.failing(name, fields):
+            response = Response(headers=(("Response", "Error"), ("ActionID", "1"),
+                                         ("Message", "Channel not found")))
+            raise AmiActionFailed(name, Completion(action_id="1", response=response))
+        return result
+
+
+async def racing_consult(states: list[tuple[str, str]]) -> tuple[RacingAmi, Forwarder]:
+    ami = RacingAmi(connected_call())
+    forward = await forwarder(ami, consult_states=states)
+    await forward.consult("1.0", "damkar", actor="op1", report_id=7)
+    ami.channels = consulting(agency_answered=True)
+    return ami, forward
+
+
+async def settled(forward: Forwarder) -> None:
+    for _ in range(3):
+        await asyncio.sleep(0)
+    await asyncio.gather(*forward._tasks, return_exceptions=True)
+
+
+def hold_limit_event() -> Event:
+    return event("UserEvent", UserEvent="SigapForward", Stage="requeue", Mode="consult",
+                 Call="1.0")
+
+
+async def test_hold_limit_ends_the_consult() -> None:
+    states: list[tuple[str, str]] = []
+    ami, forward = await started_consult(states)
+    forward.on_event(hold_limit_event())
+    assert forward.consults == {}
+    assert states[-1] == ("ended", "1.0")
+
+    # op2 answers the caller from the queue; then op1's consult leg ends.
+    ami.channels = [
+        event("CoreShowChannel", Channel=CALLER, Uniqueid="1.0", BridgeId="b9",
+              Context="sigap-emergency", Application="Queue"),
+        event("CoreShowChannel", Channel="PJSIP/op2-00000009", Uniqueid="1.9", BridgeId="b9"),
+    ]
+    before = len(redirects(ami))
+    forward.on_event(event("Hangup", Channel=OPERATOR, Uniqueid="1.1"))
+    await settled(forward)
+    assert redirects(ami)[before:] == []
+
+
+async def test_requeue_skips_caller_no_longer_on_hold() -> None:
+    states: list[tuple[str, str]] = []
+    ami, forward = await started_consult(states)
+    # The hold limit's event is still on its way: the caller talks to op2 already.
+    ami.channels = [
+        event("CoreShowChannel", Channel=CALLER, Uniqueid="1.0", BridgeId="b9",
+              Context="sigap-emergency", Application="Queue"),
+    ]
+    before = len(redirects(ami))
+    forward.on_event(event("Hangup", Channel=OPERATOR, Uniqueid="1.1"))
+    await settled(forward)
+    assert redirects(ami)[before:] == []
+    assert states[-1] == ("ended", "1.0")
+
+
+async def test_complete_after_operator_hangup_is_refused() -> None:
+    states: list[tuple[str, str]] = []
+    ami, forward = await racing_consult(states)
+    ami.before(lambda name, _: name == "CoreShowChannels",
+               lambda: forward.on_event(event("Hangup", Channel=OPERATOR, Uniqueid="1.1")))
+    before = len(redirects(ami))
+
+    with pytest.raises(ForwardError) as caught:
+        await forward.consult_complete("1.0", "transfer", actor="op1")
+    await settled(forward)
+
+    assert caught.value.code == "no_consult"
+    contexts = [r["Context"] for r in redirects(ami)[before:] if r["Channel"] == CALLER]
+    assert contexts == ["sigap-forward-hold"]
+    assert states == [("started", "1.0"), ("ended", "1.0")]
+
+
+async def test_failed_completion_puts_caller_back_on_hold() -> None:
+    states: list[tuple[str, str]] = []
+    ami, forward = await racing_consult(states)
+    # The agency hangs up after the caller has been moved to the room.
+    ami.failing = lambda name, fields: name == "Redirect" and fields["Channel"] == AGENCY_LEG
+    before = len(redirects(ami))
+
+    with pytest.raises(AmiActionFailed):
+        await forward.consult_complete("1.0", "join", actor="op1")
+    await settled(forward)
+
+    moves = [(r["Channel"], r["Context"], r["Exten"]) for r in redirects(ami)[before:]]
+    assert moves[0] == (CALLER, "sigap-forward-conf", "caller")
+    assert moves[-1] == (CALLER, "sigap-forward-hold", "s")
+    assert "1.0" in forward.consults
+    assert not forward.consults["1.0"].completing
+    assert "sigap-1-0" not in forward.conferences
+
+
+async def test_failed_completion_requeues_caller_without_operator() -> None:
+    states: list[tuple[str, str]] = []
+    ami, forward = await racing_consult(states)
+
+    def agency_and_operator_gone(name: str, fields: dict[str, str]) -> bool:
+        if name == "Redirect" and fields["Channel"] == AGENCY_LEG:
+            ami.channels = [c for c in ami.channels if c.get("Channel") == CALLER]
+            return True
+        return False
+
+    ami.failing = agency_and_operator_gone
+    with pytest.raises(AmiActionFailed):
+        await forward.consult_complete("1.0", "join", actor="op1")
+    await settled(forward)
+
+    last = redirects(ami)[-1]
+    assert (last["Channel"], last["Context"], last["Exten"]) == (
+        CALLER, "sigap-forward-hold", "requeue")
+    assert forward.consults == {}
+    assert states[-1] == ("ended", "1.0")
+
+
+async def test_restore_skips_operator_hung_up_meanwhile() -> None:
+    ami = RacingAmi(consulting(agency_answered=False), {
+        (CALLER, "SIGAP_CONSULT_OPERATOR"): OPERATOR,
+        (CALLER, "SIGAP_CONSULT_AGENCY"): "damkar",
+    })
+    states: list[tuple[str, str]] = []
+    forward = await forwarder(ami, consult_states=states)
+    ami.before(lambda name, _: name == "Getvar",
+               lambda: forward.on_event(event("Hangup", Channel=OPERATOR, Uniqueid="1.1")))
+
+    await forward.restore()
+
+    assert forward.consults == {}
+    assert ("started", "1.0") not in states
+
+
+async def test_restore_keeps_consult_started_meanwhile() -> None:
+    states: list[tuple[str, str]] = []
+    ami = RacingAmi(connected_call())
+    forward = await forwarder(ami, consult_states=states)
+    # The whole consult runs while restore's CoreShowChannels is on its way, and
+    # the snapshot then shows the caller still bridged with op1.
+    ami.before(lambda name, _: name == "CoreShowChannels",
+               lambda: forward.consult("1.0", "damkar", actor="op1"))
+
+    await forward.restore()
+
+    assert "1.0" in forward.consults
+    assert states == [("started", "1.0")]
+
+
+async def test_restore_carries_on_after_a_failed_requeue() -> None:
+    ami = RacingAmi([
+        event("CoreShowChannel", Channel="PJSIP/carrier-9", Uniqueid="5.0",
+              Application="ConfBridge", ApplicationData="sigap-5-0,sigap-bridge,sigap-caller"),
+        *consulting(agency_answered=False),
+    ], {
+        (CALLER, "SIGAP_CONSULT_OPERATOR"): OPERATOR,
+        (CALLER, "SIGAP_CONSULT_AGENCY"): "damkar",
+    })
+    # The lone caller of room sigap-5-0 hangs up before the Redirect.
+    ami.failing = lambda name, fields: (
+        name == "Redirect" and fields["Channel"] == "PJSIP/carrier-9")
+    forward = await forwarder(ami)
+
+    await forward.restore()
+
+    assert "1.0" in forward.consults
+
+
+async def test_restore_keeps_consult_of_unstaffed_agency() -> None:
+    unstaffed = AgencyRoute(1, "damkar", "1", "Damkar", ())
+
+    async def routes() -> list[AgencyRoute]:
+        return [unstaffed]
+
+    ami = FakeAmi(consulting(agency_answered=True), {
+        (CALLER, "SIGAP_CONSULT_OPERATOR"): OPERATOR,
+        (CALLER, "SIGAP_CONSULT_AGENCY"): "damkar",
+    })
+    forward = Forwarder(ami, routes, None)
+    await forward.publish()
+
+    await forward.restore()
+    result = await forward.consult_complete("1.0", "transfer", actor="op1")
+
+    assert result["action"] == "transfer"

@@ -295,8 +295,15 @@
     if (info.state === "started") {
       consults.set(info.call, info);
     } else {
+      const agency = info.agency_name || info.agency;
       if (info.state === "ended" && consults.has(info.call)) {
-        show(format(text.consult_ended, { agency: info.agency_name || info.agency }), true);
+        // The caller went back to the queue: the operator must know. A caller who
+        // hung up, or a consult not found after a reconnect, just leaves the list.
+        if (info.reason === "operator_gone" || info.reason === "requeued") {
+          show(format(text.consult_ended, { agency }), true);
+        } else if (info.reason === "caller_gone") {
+          show(format(text.consult_caller_gone, { agency }), false);
+        }
       }
       consults.delete(info.call);
     }
