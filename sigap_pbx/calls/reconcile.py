@@ -16,7 +16,10 @@ for ORPHAN_SECONDS is checked against the channels Asterisk has now; gone in two
 `settle_seconds` apart, it is written as ended at its last row.
 
 Reading is idempotent: a call the live path recorded in full is skipped, and the
-store's upsert keeps one record per uniqueid, so a pass may safely repeat rows.
+store's upsert keeps one record per uniqueid, so a pass may safely repeat rows. That is
+also how a deleted or rotated cel.db or cdr.db is handled: when its rows end before the
+checkpoint, Asterisk has started numbering from 1 again, and the file is read again
+from its first row.
 """
 
 from __future__ import annotations
@@ -105,6 +108,16 @@ def read_cel_rows(path: Path, after_rowid: int, limit: int = BATCH_ROWS) -> list
         values[2] = _epoch(values[2])
         rows.append(CelRow(*[values[0], *map(_text_or_float, values[1:])]))
     return rows
+
+
+def last_rowid(path: Path, table: str) -> int | None:
+    """Return the highest AcctId of `table`, 0 when it is empty, or None when the
+    file or the table is missing (blocking; run it in a thread)."""
+    assert table in ("cel", "cdr")
+    rows = query_asterisk_db(path, f"SELECT max(AcctId) FROM {table}", ())
+    if not rows:
+        return None
+    return int(rows[0][0] or 0)
 
 
 def _text_or_float(value: Any) -> Any:
@@ -277,6 +290,9 @@ class Reconciler:
         assert self.cdr_path is not None
         after = int(await self.store.get_checkpoint(CDR_CHECKPOINT) or 0)
         rows = await asyncio.to_thread(read_cdr_rows, self.cdr_path, after)
+        if not rows and await self._file_replaced(self.cdr_path, "cdr", after):
+            await self.store.set_checkpoint(CDR_CHECKPOINT, "0")
+            rows = await asyncio.to_thread(read_cdr_rows, self.cdr_path, 0)
         if not rows:
             return 0
         calls = group_by_call(rows)
@@ -316,6 +332,11 @@ class Reconciler:
             self._open = {}
             self._read_to = after
         rows = await asyncio.to_thread(read_cel_rows, self.cel_path, self._read_to)
+        if not rows and await self._file_replaced(self.cel_path, "cel", self._read_to):
+            await self.store.set_checkpoint(CHECKPOINT, "0")
+            self._read_to = None
+            self._open = {}
+            return 0, True
         if not rows and not self._open:
             return 0, False
         by_linkedid: dict[str, list[CelRow]] = defaultdict(list)
@@ -366,6 +387,22 @@ class Reconciler:
             await self.store.set_checkpoint(CHECKPOINT, str(checkpoint))
         self._read_checkpoint = max(checkpoint, after)
         return written, full_batch
+
+    @staticmethod
+    async def _file_replaced(path: Path, table: str, read_to: int) -> bool:
+        """Tell whether the file's rows now end before the last row read: someone
+        deleted or rotated it, and Asterisk numbers the new rows from 1 again."""
+        if read_to <= 0:
+            return False
+        last = await asyncio.to_thread(last_rowid, path, table)
+        if last is None or last >= read_to:
+            return False
+        log.warning(
+            "asterisk_file_replaced", path=str(path), last_rowid=last, checkpoint=read_to,
+            fix="nothing to do: its rows are read again from the start; calls already "
+                "recorded are skipped",
+        )
+        return True
 
     async def _orphans(self, quiet: list[str]) -> set[str]:
         """Return the quiet groups whose channels are gone, twice, `settle_seconds` apart.

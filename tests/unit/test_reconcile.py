@@ -814,3 +814,21 @@ async def test_moved_checkpoint_reads_from_it_again(
 
     assert await reconciler.run_pass("test") == 1
     assert reads[0] == 0
+
+
+async def test_replaced_cel_file_read_from_start(
+    reconciler: Reconciler, store: CallStore, cel: CelFile
+) -> None:
+    for serial in range(3):
+        answered(cel, f"1796409216.{serial}", start=float(serial))
+    assert await reconciler.run_pass("first") == 3
+    checkpoint = int(await store.get_checkpoint(CHECKPOINT) or 0)
+
+    # Someone rotates cel.db: the next call's rows are numbered from 1 again.
+    cel.path.unlink()
+    rotated = CelFile(cel.path)
+    later = answered(rotated, "1796409900.7", start=500.0)
+
+    assert await reconciler.run_pass("after rotation") == 1
+    assert (await stored(store, later.linkedid)).outcome == "answered"
+    assert int(await store.get_checkpoint(CHECKPOINT) or 0) < checkpoint

@@ -123,3 +123,19 @@ async def test_second_cdr_pass_writes_nothing(tmp_path: Path, store: CallStore):
     assert await reconciler.run_pass("first") == 2
     assert await reconciler.run_pass("second") == 0
     assert await store.count_calls() == 2
+
+
+async def test_replaced_cdr_file_read_from_start(tmp_path: Path, store: CallStore):
+    write_cdr(tmp_path / "cdr.db", ANSWERED, OVERFLOWED, ABANDONED_IN_QUEUE)
+    reconciler = Reconciler(store, tmp_path / "cel.db", cdr_path=tmp_path / "cdr.db")
+    assert await reconciler.run_pass("first") == 3
+    assert await store.get_checkpoint(CDR_CHECKPOINT) == "3"
+
+    # The file is rotated: the next call's row is numbered 1 again.
+    (tmp_path / "cdr.db").unlink()
+    later = (*ABANDONED_IN_QUEUE[:14], "1796411000.3", "1796411000.3", "", 11)
+    write_cdr(tmp_path / "cdr.db", later)
+
+    assert await reconciler.run_pass("after rotation") == 1
+    assert await store.get_call(uniqueid="1796411000.3") is not None
+    assert await store.get_checkpoint(CDR_CHECKPOINT) == "1"
