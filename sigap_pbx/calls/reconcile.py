@@ -444,7 +444,10 @@ class Reconciler:
         existing = await self.store.get_call(uniqueid=uniqueid)
         if existing is not None:
             live_outcome = existing.outcome != CallOutcome.IN_PROGRESS
-            if live_outcome and existing.ended_at is not None:
+            # A call the live path finished has its talk or wait time. One it adopted
+            # after a gap and saw end has neither, so its times come from CEL.
+            timed = existing.talk_seconds is not None or existing.wait_seconds is not None
+            if live_outcome and existing.ended_at is not None and timed:
                 return 0
             # The live path saw part of the call (a controller killed mid-call, or
             # before its last writes): keep what it recorded and fill the rest. An

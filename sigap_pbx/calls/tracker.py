@@ -172,6 +172,9 @@ class LiveCall:
     stage: str | None = None
     outcome: str = CallOutcome.IN_PROGRESS
     legs: dict[str, Leg] = field(default_factory=dict)
+    # Found alive after an AMI gap: what happened before (queue, answer) is not known
+    # here, and CEL gives it to the reconciler.
+    adopted: bool = False
 
 
 @dataclass(frozen=True)
@@ -420,6 +423,16 @@ class CallTracker:
             hangup_cause=cause,
             hangup_cause_text=event.get("Cause-txt"),
         )
+        if call.adopted and call.outcome == CallOutcome.IN_PROGRESS:
+            # The answer or the queue may have come before the gap. The stored record
+            # keeps what the controller saw then, and the reconciler decides the rest
+            # from CEL once the call's rows are complete; a guess here would record
+            # an answered call as abandoned.
+            self._upsert(call, **fields)
+            log.info("call_ended_after_gap", cause=cause, uniqueid=call.uniqueid)
+            if self.calls.pop(call.linkedid, None) is not None:
+                self._remember_ended(call)
+            return
         if call.answered_at is not None:
             fields["talk_seconds"] = _seconds_between(call.answered_at, when)
         else:
@@ -495,6 +508,7 @@ class CallTracker:
             raw_name=entry.get("CallerIDName"),
             dialled=None,
         )
+        call.adopted = True
         log.info("call_adopted_after_gap", uniqueid=linkedid, channel=call.channel)
 
     def forget_calls_not_in(self, live_linkedids: set[str]) -> list[str]:

@@ -241,3 +241,48 @@ async def test_call_cut_by_asterisk_crash_recorded(clean_stack: Stack, config, c
     assert call.outcome == "abandoned_in_queue"
     assert call.ended_at is not None
     assert call.queued_at is not None and call.ended_at >= call.queued_at
+
+
+async def test_call_across_controller_restart_stays_answered(
+    clean_stack: Stack, config, caller_number
+):
+    """op1 answers, the controller dies, a new one adopts the call still up. The end
+    of the call must not turn the answered call into an abandoned one."""
+    stack = clean_stack
+    number = normalised(caller_number)
+    proc = await stack.start_controller_process(config.database_url)
+    await stack.start_phone("op1", ring_ms=300)
+    stack.add_member("op1")
+    call = asyncio.create_task(stack.call(caller_number, hold_ms=12000, timeout=60))
+
+    async def outcome() -> str | None:
+        calls = await records_from(config.database_url, number)
+        return calls[0].outcome if calls else None
+
+    await Stack.wait_for(lambda: _is(outcome(), "answered"), 20, "the answer recorded live")
+    await stack.kill(proc, signal.SIGKILL)
+
+    async with running_controller(config) as controller:
+        await Stack.wait_for(
+            lambda: any(c.adopted for c in controller.tracker.calls.values()), 10,
+            "the call adopted by the new controller",
+        )
+        result = await call
+        assert result.ok, result.errors
+
+        async def timed() -> bool:
+            calls = await records_from(config.database_url, number)
+            return bool(calls) and calls[0].talk_seconds is not None
+
+        await Stack.wait_for(timed, 30, "the call's talk time")
+
+    [record] = await records_from(config.database_url, number)
+    assert record.outcome == "answered"
+    assert record.operator == "op1"
+    assert record.answered_at is not None
+    assert record.ended_at is not None
+    assert record.talk_seconds > 5
+
+
+async def _is(pending, expected) -> bool:
+    return (await pending) == expected

@@ -673,3 +673,50 @@ async def test_lone_surrogate_caller_id_replaced(
     assert call.caller_name == "Bu\ufffddi"
     assert call.events is not None
     assert call.events[0].data["CallerIDName"] == "Bu\ufffddi"
+
+
+# --- Calls adopted after an AMI gap -------------------------------------------------
+
+
+async def test_adopted_call_end_leaves_outcome(tracker: CallTracker, store: CallStore) -> None:
+    """The answer came before the gap: the end writes the time, not a guessed outcome."""
+    # What the controller stored before it died: op1 had answered.
+    call_id = await store.upsert_call(
+        CALLER_ID, outcome="answered", operator="op1", answered_at=at(6.0),
+        arrived_at=at(0.0),
+    )
+    tracker.adopt_channel({
+        "Channel": CALLER.name, "Uniqueid": CALLER_ID, "Linkedid": CALLER_ID,
+        "Context": "sigap-emergency", "Duration": "00:00:30",
+        "CallerIDNum": "081234567890", "CallerIDName": "Warga",
+    })
+    feed(tracker, parse(hangup(66.1, CALLER, 16, "Normal Clearing")))
+    await tracker.flush()
+
+    call = await store.get_call(call_id)
+    assert call is not None
+    assert call.outcome == "answered"
+    assert call.ended_at == at(66.1)
+    assert call.hangup_cause == 16
+    assert call.wait_seconds is None
+    assert call.talk_seconds is None
+
+
+async def test_adopted_call_answered_later_recorded(
+    tracker: CallTracker, store: CallStore
+) -> None:
+    """An adopted call that the live events then see answered gets its outcome live."""
+    tracker.adopt_channel({
+        "Channel": CALLER.name, "Uniqueid": CALLER_ID, "Linkedid": CALLER_ID,
+        "Context": "sigap-emergency", "Duration": "00:00:02",
+    })
+    feed(tracker, parse(
+        agent_event("AgentConnect", 6.0, OP1, "op1", ("HoldTime", "5"), ("RingTime", "4")),
+        hangup(66.1, CALLER, 16, "Normal Clearing"),
+    ))
+    await tracker.flush()
+
+    call = await only_call(store)
+    assert call.outcome == "answered"
+    assert call.operator == "op1"
+    assert call.talk_seconds == pytest.approx(60.1)
