@@ -474,12 +474,22 @@ class Controller:
             live_linkedids.add(entry.get("Linkedid", ""))
             self.tracker.adopt_channel(entry)
         gone = self.tracker.forget_calls_not_in(live_linkedids)
+        cards = getattr(self, "call_cards", None)
+        if cards is not None:
+            cards.restore(channels.events, self._phone_endpoints())
         log.info(
             "ami_state_resynced",
             queues=len(self.live.queues),
             channels=len(channels.events),
             calls_ended_during_gap=len(gone),
         )
+
+    def _phone_endpoints(self) -> set[str]:
+        """Return the endpoints of the staff phones that have a console card."""
+        sip = self.config.sip
+        return {op.endpoint for op in sip.operators} | {
+            sip.supervisor.endpoint, sip.oncall.endpoint
+        }
 
     # Agencies ------------------------------------------------------------------------
 

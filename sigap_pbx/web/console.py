@@ -67,6 +67,10 @@ CEL_GRACE_SECONDS = 10.0
 FINISHED_IDS_KEPT = 1000
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _INTERFACE = re.compile(r"PJSIP/(?P<endpoint>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})")
+# A phone's channel: PJSIP/<endpoint>-<8 hex digits>.
+_PHONE_CHANNEL = re.compile(r"PJSIP/(?P<endpoint>[A-Za-z0-9][A-Za-z0-9_.-]{0,63})-[0-9a-f]+")
+# The context a caller's channel runs in while it is queued or connected.
+EMERGENCY_CONTEXT = "sigap-emergency"
 
 # DIALSTATUS of the Dial() to the caller, and the outcome each one records.
 DIAL_OUTCOMES = {
@@ -82,6 +86,15 @@ def caller_text(value: str | None) -> str:
     if not value or value == "<unknown>":
         return ""
     return _CONTROL.sub("", value)[:CALLER_TEXT_LIMIT]
+
+
+def _duration_seconds(channel: Event) -> int:
+    """Return a CoreShowChannel's Duration ("HH:MM:SS") in seconds, 0 if unreadable."""
+    try:
+        hours, minutes, seconds = (int(part) for part in (channel.get("Duration") or "").split(":"))
+    except ValueError:
+        return 0
+    return hours * 3600 + minutes * 60 + seconds
 
 
 def endpoint_of_interface(interface: str | None) -> str | None:
@@ -170,6 +183,61 @@ class CallCards:
             for card in list(self.cards.values()):
                 if uniqueid in (card.uniqueid, card.member_uniqueid):
                     self._end(card)
+
+    def restore(self, channels: list[Event], phones: set[str]) -> None:
+        """Rebuild the cards from CoreShowChannels after an AMI login.
+
+        A controller started during a call, or back after an AMI gap, missed the
+        AgentCalled and AgentConnect events: each phone in `phones` that rings for,
+        or talks to, a caller in the emergency dialplan gets its card again, and a
+        card whose call has gone ends.
+        """
+        by_uniqueid = {c.get("Uniqueid") or "": c for c in channels}
+        found: dict[str, Card] = {}
+        for channel in channels:
+            match = _PHONE_CHANNEL.fullmatch(channel.get("Channel") or "")
+            if match is None or match.group("endpoint") not in phones:
+                continue
+            bridge = channel.get("BridgeId") or ""
+            caller = None
+            if bridge:
+                caller = next(
+                    (c for c in channels if c.get("BridgeId") == bridge
+                     and c is not channel and c.get("Context") == EMERGENCY_CONTEXT),
+                    None,
+                )
+                state = "connected"
+            elif channel.get("ChannelStateDesc") in ("Ring", "Ringing"):
+                candidate = by_uniqueid.get(channel.get("Linkedid") or "")
+                if candidate is not None and candidate.get("Context") == EMERGENCY_CONTEXT:
+                    caller = candidate
+                state = "ringing"
+            if caller is None:
+                continue
+            endpoint = match.group("endpoint")
+            queue = ""
+            if (caller.get("Application") or "") == "Queue":
+                queue = (caller.get("ApplicationData") or "").split(",", 1)[0]
+            found[endpoint] = Card(
+                endpoint=endpoint,
+                uniqueid=caller.get("Uniqueid") or "",
+                caller_number=caller_text(caller.get("CallerIDNum")),
+                caller_name=caller_text(unescape_display_name(caller.get("CallerIDName"))),
+                queue=caller_text(queue),
+                state=state,
+                since=self.clock() - timedelta(seconds=_duration_seconds(channel)),
+                member_uniqueid=channel.get("Uniqueid") or "",
+            )
+        for endpoint, card in list(self.cards.items()):
+            if endpoint not in found:
+                self._end(card)
+        for endpoint, card in found.items():
+            old = self.cards.get(endpoint)
+            if old is not None and (old.uniqueid, old.state) == (card.uniqueid, card.state):
+                continue
+            self.cards[endpoint] = card
+            self._publish(card)
+        log.info("call_cards_restored", cards=len(found))
 
     def _ringing(self, event: Event) -> None:
         endpoint = endpoint_of_interface(event.get("Interface"))

@@ -246,8 +246,9 @@ async def test_call_cut_by_asterisk_crash_recorded(clean_stack: Stack, config, c
 async def test_call_across_controller_restart_stays_answered(
     clean_stack: Stack, config, caller_number
 ):
-    """op1 answers, the controller dies, a new one adopts the call still up. The end
-    of the call must not turn the answered call into an abandoned one."""
+    """op1 answers, the controller dies, a new one adopts the call still up. op1's
+    console card comes back, and the end of the call must not turn the answered
+    call into an abandoned one."""
     stack = clean_stack
     number = normalised(caller_number)
     proc = await stack.start_controller_process(config.database_url)
@@ -267,6 +268,12 @@ async def test_call_across_controller_restart_stays_answered(
             lambda: any(c.adopted for c in controller.tracker.calls.values()), 10,
             "the call adopted by the new controller",
         )
+        # op1's console gets its card back: the new controller missed AgentConnect.
+        [adopted] = controller.tracker.calls.values()
+        card = controller.call_cards.card_for("op1")
+        assert card is not None
+        assert (card.state, card.uniqueid) == ("connected", adopted.uniqueid)
+        assert card.caller_number == caller_number
         result = await call
         assert result.ok, result.errors
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -11,6 +11,7 @@ from sigap_pbx.ami.client import AmiClient
 from sigap_pbx.store.accounts import Role, UserView
 from sigap_pbx.web.console import CALLER_TEXT_LIMIT, CallCards, caller_text
 from sigap_pbx.web.feed import Feed, Subscription
+from sigap_pbx.wire.ami import AmiParser, Event
 from tests.unit.fake_ami import SECRET, USERNAME, FakeAmiServer, ami_bytes, wait_until
 
 T0 = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
@@ -181,3 +182,81 @@ async def test_non_pjsip_interface_is_ignored(stream: Stream) -> None:
     await stream.send(queue_event("AgentCalled", "op2"), published=1)
 
     assert set(stream.cards.cards) == {"op2"}
+
+
+# --- Cards rebuilt from CoreShowChannels after an AMI login ---------------------------
+
+
+def show_channel(**headers: str) -> Event:
+    data = ami_bytes(("Event", "CoreShowChannel"), *headers.items())
+    (parsed,) = AmiParser().feed(data)
+    assert isinstance(parsed, Event)
+    return parsed
+
+
+def channels_now() -> list[Event]:
+    """op1 talks to one caller; op2 rings for another; spv9 and a trunk leg too."""
+    return [
+        show_channel(Channel="PJSIP/carrier-00000001", Uniqueid=CALLER, Linkedid=CALLER,
+                     Context="sigap-emergency", Application="Queue",
+                     ApplicationData="operators,,,,30", BridgeId="b1",
+                     CallerIDNum="081234567890", CallerIDName='\\"Warga\\" Satu'),
+        show_channel(Channel="PJSIP/op1-00000002", Uniqueid="1733390000.12",
+                     Linkedid=CALLER, Context="sigap-operators", BridgeId="b1",
+                     ChannelStateDesc="Up", Duration="00:01:05"),
+        show_channel(Channel="PJSIP/carrier-00000003", Uniqueid="1733390100.13",
+                     Linkedid="1733390100.13", Context="sigap-emergency",
+                     Application="Queue", ApplicationData="operators,,,,30",
+                     CallerIDNum="0899", CallerIDName="<unknown>"),
+        show_channel(Channel="PJSIP/op2-00000004", Uniqueid="1733390100.14",
+                     Linkedid="1733390100.13", ChannelStateDesc="Ringing",
+                     Duration="00:00:03"),
+        # Not a staff phone of this site, and a phone in a call of its own.
+        show_channel(Channel="PJSIP/spv9-00000005", Uniqueid="1733390200.15",
+                     Linkedid=CALLER, BridgeId="b1"),
+        show_channel(Channel="PJSIP/op3-00000006", Uniqueid="1733390300.16",
+                     Linkedid="1733390300.16", Context="sigap-operator-feature",
+                     ChannelStateDesc="Up"),
+    ]
+
+
+def test_restore_rebuilds_connected_and_ringing_cards() -> None:
+    feed = Feed()
+    cards = CallCards(feed, clock=lambda: T0)
+
+    cards.restore(channels_now(), {"op1", "op2", "op3"})
+
+    op1 = cards.card_for("op1")
+    assert op1 is not None
+    assert (op1.state, op1.uniqueid, op1.queue) == ("connected", CALLER, "operators")
+    assert (op1.caller_number, op1.caller_name) == ("081234567890", '"Warga" Satu')
+    assert op1.since == T0 - timedelta(seconds=65)
+    op2 = cards.card_for("op2")
+    assert op2 is not None
+    assert (op2.state, op2.uniqueid) == ("ringing", "1733390100.13")
+    assert cards.card_for("op3") is None
+    assert cards.card_for("spv9") is None
+    assert feed.published == 2
+
+
+def test_restore_ends_cards_of_calls_gone() -> None:
+    feed = Feed()
+    cards = CallCards(feed, clock=lambda: T0)
+    cards.restore(channels_now(), {"op1", "op2"})
+
+    # Both calls ended while AMI was away.
+    cards.restore([], {"op1", "op2"})
+
+    assert cards.card_for("op1") is None
+    assert cards.card_for("op2") is None
+    assert feed.published == 4
+
+
+def test_restore_leaves_unchanged_cards_alone() -> None:
+    feed = Feed()
+    cards = CallCards(feed, clock=lambda: T0)
+    cards.restore(channels_now(), {"op1", "op2"})
+
+    cards.restore(channels_now(), {"op1", "op2"})
+
+    assert feed.published == 2
