@@ -23,6 +23,13 @@ controller=""
 # Set once a controller has got past its start: from then on Asterisk stays up.
 ran=0
 
+# Whether Asterisk was running before this script: a start that fails on the first
+# try must not stop an Asterisk that someone else's calls are on.
+was_running=0
+if scripts/asterisk.sh status --instance "$instance" >/dev/null 2>&1; then
+    was_running=1
+fi
+
 stop_all() {
     trap - INT TERM EXIT
     # If the output went to a pipe that Ctrl-C already closed (make run | tee), a
@@ -33,11 +40,23 @@ stop_all() {
         kill -TERM "$controller" 2>/dev/null || true
         wait "$controller" 2>/dev/null || true
     fi
+    if [ "$ran" = 0 ] && [ "$was_running" = 1 ]; then
+        log "Asterisk was running before this script and no controller started; leaving it up"
+        return
+    fi
     scripts/asterisk.sh down --instance "$instance"
 }
+# Sleep in the background and wait for it: `wait` returns as soon as a trapped
+# signal arrives, where a foreground sleep would hold the trap until it ends.
+pause() { sleep "$1" & wait $! || true; }
 trap 'stop_all; exit 130' INT
 trap 'stop_all; exit 143' TERM
 trap stop_all EXIT
+if trap -p INT | grep -q "''"; then
+    # A shell started without job control (`make run &` in a script) ignores SIGINT
+    # for its jobs, and this script cannot trap it then.
+    log "SIGINT is ignored here, so only SIGTERM to this script (pid $$) stops the controller and Asterisk"
+fi
 
 scripts/asterisk.sh up --instance "$instance" --etc "$etc" --prompts "$prompts"
 .venv/bin/python -m sigap_pbx.banner
@@ -47,6 +66,7 @@ while [ "$stopping" = 0 ]; do
     controller=$!
     status=0
     wait "$controller" || status=$?
+    controller=""
     [ "$stopping" = 0 ] || break
     # `sigap serve` exits with 2 for a configuration error and 3 when it could not
     # start; a crash is 1, like any Python error.
@@ -58,7 +78,7 @@ while [ "$stopping" = 0 ]; do
         fi
         # Asterisk has been carrying calls: keep it, and try until the cause is fixed.
         log "the controller could not start again (exit $status); Asterisk keeps routing calls; retrying in 10 s"
-        sleep 10
+        pause 10
         continue
     fi
     ran=1
@@ -66,5 +86,5 @@ while [ "$stopping" = 0 ]; do
     # the calls in progress, so only the controller starts again. The whole stack
     # stops with Ctrl-C, or SIGINT or SIGTERM to this script.
     log "the controller exited ($status); Asterisk keeps routing calls; restarting it in 2 s"
-    sleep 2
+    pause 2
 done

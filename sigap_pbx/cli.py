@@ -21,8 +21,8 @@ from sigap_pbx.store.models import CallOutcome
 EXIT_FAILURE = 1
 # argparse exits with 2 on a usage error, and a bad configuration uses the same code.
 EXIT_CONFIG = 2
-# `serve` could not start (a port in use, a database it cannot open). A crash after
-# the start exits with 1, like any Python error, so scripts/run.sh can tell them apart.
+# `serve` could not start: a port in use, or a database it cannot open or upgrade. Any
+# other error exits with 1, like a Python crash, so scripts/run.sh tells them apart.
 EXIT_STARTUP = 3
 DISPLAY_ZONE = ZoneInfo("Asia/Pontianak")
 # Maximum number of calls that `sigap calls` lists, the same cap as the web API's

@@ -59,6 +59,11 @@ from sigap_pbx.store import CallStore, Database, MemberStore
 from sigap_pbx.store.alarms import AlarmStore
 from sigap_pbx.store.dispatch import DispatchNotFound, DispatchStore
 from sigap_pbx.store.diversions import DiversionStore
+from sigap_pbx.store.errors import (
+    DatabaseUnavailable,
+    InvalidDatabaseURL,
+    MigrationError,
+)
 from sigap_pbx.store.forwarding import ForwardStore
 from sigap_pbx.store.outbox import OutboxStore
 from sigap_pbx.store.shifts import ShiftStore
@@ -178,7 +183,11 @@ class Controller:
 
     async def start(self) -> None:
         config = self.config
-        self.db = await Database.open(config.database_url)
+        try:
+            self.db = await Database.open(config.database_url)
+        except (DatabaseUnavailable, InvalidDatabaseURL, MigrationError) as exc:
+            # A start-up failure, told apart from a crash by `sigap serve`'s exit code.
+            raise StartupError(f"[database] {' '.join(str(exc).splitlines())}") from None
         self.store = CallStore(self.db)
         self.tracker = CallTracker(
             self.store,

@@ -120,6 +120,17 @@ def last_rowid(path: Path, table: str) -> int | None:
     return int(rows[0][0] or 0)
 
 
+def row_mark(path: Path, rowid: int) -> tuple[str, float] | None:
+    """Return the linkedid and time of one CEL row, or None if there is no such row
+    (blocking; run it in a thread)."""
+    rows = query_asterisk_db(
+        path, "SELECT linkedid, eventtime FROM cel WHERE AcctId = ?", (rowid,)
+    )
+    if not rows:
+        return None
+    return str(rows[0][0]), _epoch(rows[0][1])
+
+
 def _text_or_float(value: Any) -> Any:
     return value if isinstance(value, float) else str(value)
 
@@ -259,6 +270,9 @@ class Reconciler:
         # keep the calls after it waiting for its end.
         self._open: dict[str, list[CelRow]] = {}
         self._read_to: int | None = None
+        # The linkedid and time of the row at `_read_to`: a different row there means
+        # the file was replaced and has grown past that row again.
+        self._read_mark: tuple[str, float] | None = None
         # The checkpoint stored with that state: any other value means it is stale.
         self._read_checkpoint: int | None = None
         self.cel_path = cel_path
@@ -331,10 +345,25 @@ class Reconciler:
         if self._read_to is None or self._read_checkpoint != after:
             self._open = {}
             self._read_to = after
+            self._read_mark = None
+        if self._read_mark is not None and self._read_to:
+            mark = await asyncio.to_thread(row_mark, self.cel_path, self._read_to)
+            if mark is not None and mark != self._read_mark:
+                log.warning(
+                    "asterisk_file_replaced", path=str(self.cel_path), row=self._read_to,
+                    fix="nothing to do: its rows are read again from the start; calls "
+                        "already recorded are skipped",
+                )
+                await self.store.set_checkpoint(CHECKPOINT, "0")
+                self._read_to = None
+                self._read_mark = None
+                self._open = {}
+                return 0, True
         rows = await asyncio.to_thread(read_cel_rows, self.cel_path, self._read_to)
         if not rows and await self._file_replaced(self.cel_path, "cel", self._read_to):
             await self.store.set_checkpoint(CHECKPOINT, "0")
             self._read_to = None
+            self._read_mark = None
             self._open = {}
             return 0, True
         if not rows and not self._open:
@@ -379,6 +408,7 @@ class Reconciler:
         self._open = {lid: group for lid, group in by_linkedid.items() if lid not in finished}
         if rows:
             self._read_to = rows[-1].rowid
+            self._read_mark = (rows[-1].linkedid, rows[-1].eventtime)
         if self._open:
             checkpoint = min(group[0].rowid for group in self._open.values()) - 1
         else:

@@ -832,3 +832,20 @@ async def test_replaced_cel_file_read_from_start(
     assert await reconciler.run_pass("after rotation") == 1
     assert (await stored(store, later.linkedid)).outcome == "answered"
     assert int(await store.get_checkpoint(CHECKPOINT) or 0) < checkpoint
+
+
+async def test_replaced_cel_file_grown_past_last_row_read(
+    reconciler: Reconciler, store: CallStore, cel: CelFile
+) -> None:
+    """The new file already has more rows than the old one had when it is first read
+    again: the row at the last position read is another one, so it is read from 1."""
+    answered(cel, "1796409216.0", start=0.0)
+    assert await reconciler.run_pass("first") == 1
+
+    cel.path.unlink()
+    rotated = CelFile(cel.path)
+    later = [answered(rotated, f"1796409900.{n}", start=500.0 + n) for n in range(2)]
+
+    assert await reconciler.run_pass("after rotation") == 2
+    for call in later:
+        assert (await stored(store, call.linkedid)).outcome == "answered"
