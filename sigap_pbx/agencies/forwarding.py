@@ -261,7 +261,7 @@ class Forwarder:
         self, call_uniqueid: str, agency: str, *, actor: str, report_id: int | None = None
     ) -> dict[str, Any]:
         """Hand the caller to the agency's lines; the operator's leg ends."""
-        call_uniqueid = _check_uniqueid(call_uniqueid)
+        call_uniqueid = self._not_consulting(_check_uniqueid(call_uniqueid))
         route = await self.find_route(agency)
         caller, _ = await self._call_channels(call_uniqueid, need_operator=False)
         await self._setvars(caller, SIGAP_FWD_CODE=route.dial_code,
@@ -276,7 +276,7 @@ class Forwarder:
         self, call_uniqueid: str, agency: str, *, actor: str, report_id: int | None = None
     ) -> dict[str, Any]:
         """Join the caller, the operator and the agency's first line that answers."""
-        call_uniqueid = _check_uniqueid(call_uniqueid)
+        call_uniqueid = self._not_consulting(_check_uniqueid(call_uniqueid))
         route = await self.find_route(agency)
         caller, operator = await self._call_channels(call_uniqueid, need_operator=True)
         assert operator is not None
@@ -296,7 +296,7 @@ class Forwarder:
         self, call_uniqueid: str, agency: str, *, actor: str, report_id: int | None = None
     ) -> dict[str, Any]:
         """Put the caller on hold and ring the agency's lines from the operator's phone."""
-        call_uniqueid = _check_uniqueid(call_uniqueid)
+        call_uniqueid = self._not_consulting(_check_uniqueid(call_uniqueid))
         route = await self.find_route(agency)
         caller_leg, operator_leg = await self._call_legs(call_uniqueid, need_operator=True)
         assert operator_leg is not None
@@ -390,6 +390,18 @@ class Forwarder:
         await self._audit(actor, f"forward.consult_{how}", call_uniqueid,
                           {"agency": consult.route.code, "report": consult.report_id})
         return {"call": call_uniqueid, "action": how, "room": room}
+
+    def _not_consulting(self, call_uniqueid: str) -> str:
+        """Return the uniqueid, or raise if the caller is on hold for a consult."""
+        consult = self.consults.get(call_uniqueid)
+        if consult is not None:
+            raise ForwardError(
+                "consult_in_progress",
+                f"call {call_uniqueid} is on hold for a consult with {consult.route.code};"
+                " join or hand over from the consult panel, or wait for it to end",
+                409,
+            )
+        return call_uniqueid
 
     def _current_consult(self, call_uniqueid: str, expected: Consult | None = None) -> Consult:
         """Return the consult of a call, or raise no_consult if it has ended (or, with

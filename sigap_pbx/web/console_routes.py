@@ -93,6 +93,17 @@ i18n.register({
     "console.mode.consult": ("Konsultasi", "Consult"),
     "console.forwarded": ("Panggilan diteruskan ke {agency}", "Call forwarded to {agency}"),
     "console.consults": ("Konsultasi berjalan", "Consults in progress"),
+    "console.consult_started": ("Konsultasi dengan {agency} dimulai; penelepon menunggu",
+                                "Consult with {agency} started; the caller is on hold"),
+    "console.unsaved_report": (
+        "Laporan panggilan sebelumnya belum disimpan. Simpan, lalu tekan Laporan baru"
+        " untuk panggilan ini.",
+        "The previous call's report is not saved. Save it, then press New report for"
+        " this call.",
+    ),
+    "console.new_report": ("Laporan baru", "New report"),
+    "console.discard_report": ("Buang perubahan laporan yang belum disimpan?",
+                               "Discard the report changes not saved?"),
     "console.consult_hint": (
         "Penelepon menunggu. Setelah instansi menjawab, gabungkan bertiga atau serahkan.",
         "The caller is on hold. Once the agency answers, join all three or hand over.",
@@ -174,6 +185,7 @@ JS_KEYS = (
     "call_back", "calling_back", "attempts", "failed", "diversion.warning",
     "diversion.low_priority", "consult_with", "consult_join", "consult_transfer",
     "consult_joined", "consult_transferred", "consult_ended", "consult_caller_gone",
+    "consult_started", "unsaved_report", "discard_report",
 ) + tuple(f"state.{s}" for s in (
     "available", "ringing", "on_call", "wrapup", "paused", "logged_off", "unreachable",
     "unknown",

@@ -359,7 +359,7 @@ OPERATIONS: dict[str, Operation] = {
                 "400 missing_agency", "400 invalid_report_id", "400 invalid_call",
                 "404 call_not_found",
                 "404 agency_not_found", "409 agency_has_no_lines",
-                "409 call_not_connected", "409 asterisk_rejected",
+                "409 call_not_connected", "409 consult_in_progress", "409 asterisk_rejected",
                 "503 asterisk_unavailable", "503 not_started"),
         takes_actor=True,
     ),
@@ -851,6 +851,8 @@ ERROR_CODES: dict[str, ErrorCode] = {
     "agency_not_connected": ErrorCode((409,), "The consulted agency has not answered."),
     "no_consult": ErrorCode((409,), "The call has no consult in progress."),
     "consult_completing": ErrorCode((409,), "The consult is being completed already."),
+    "consult_in_progress": ErrorCode(
+        (409,), "The caller is on hold for a consult: finish that consult first."),
     # Alarms
     "alarm_not_found": ErrorCode((404,), "No alarm with this id."),
     "alarms_unavailable": ErrorCode((503,), "The alarm board has not started."),

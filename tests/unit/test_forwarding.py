@@ -593,3 +593,17 @@ async def test_restore_keeps_consult_of_unstaffed_agency() -> None:
     result = await forward.consult_complete("1.0", "transfer", actor="op1")
 
     assert result["action"] == "transfer"
+
+
+@pytest.mark.parametrize("mode", ["transfer", "conference", "consult"])
+async def test_no_second_forward_during_consult(mode: str) -> None:
+    states: list[tuple[str, str]] = []
+    ami, forward = await started_consult(states)
+    before = len(ami.actions)
+
+    with pytest.raises(ForwardError) as caught:
+        await getattr(forward, mode)("1.0", "damkar", actor="op1")
+
+    assert caught.value.code == "consult_in_progress"
+    assert caught.value.status == 409
+    assert ami.actions[before:] == []

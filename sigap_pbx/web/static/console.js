@@ -16,6 +16,9 @@
   const form = document.getElementById("report-form");
   const message = document.getElementById("console-message");
   let formDirty = false;
+  // Consults in progress by caller uniqueid: the caller is on hold, so the call
+  // cannot be forwarded again until the consult ends.
+  const consults = new Map();
 
   const format = (template, values) =>
     String(template || "").replace(/\{(\w+)\}/g, (_, key) => (key in values ? values[key] : ""));
@@ -40,15 +43,21 @@
     card.dataset.uniqueid = state === "idle" ? "" : info.uniqueid;
     card.querySelector('[data-field="card_state"]').textContent = text[state] || state;
     if (state === "idle") {
-      setForwardEnabled(false);
+      updateForwardButtons();
       return;
     }
     numberField.textContent = cap(info.caller_number) || "—";
     card.querySelector('[data-field="caller_name"]').textContent = cap(info.caller_name) || "—";
-    setForwardEnabled(state === "connected");
-    if (form.dataset.callUniqueid !== info.uniqueid && (!formDirty || form.dataset.reportId)) {
-      resetForm();
-      form.dataset.callUniqueid = info.uniqueid;
+    updateForwardButtons();
+    if (form.dataset.callUniqueid !== info.uniqueid) {
+      if (!formDirty) {
+        resetForm();
+        form.dataset.callUniqueid = info.uniqueid;
+      } else {
+        // Never drop what the operator typed: the form stays with its own call
+        // until it is saved.
+        show(text.unsaved_report, true);
+      }
     }
     const numberInput = document.querySelector('#diversion-form [name="number"]');
     if (numberInput) numberInput.value = cap(info.caller_number);
@@ -185,6 +194,13 @@
   }
 
   form.addEventListener("input", () => { formDirty = true; });
+  // A blank form for the call on the card (or for no call), after the operator
+  // agrees to drop unsaved changes.
+  document.getElementById("report-new").addEventListener("click", () => {
+    if (formDirty && !window.confirm(text.discard_report)) return;
+    resetForm();
+    form.dataset.callUniqueid = card.dataset.uniqueid || "";
+  });
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const body = reportFields();
@@ -221,7 +237,9 @@
     });
   });
 
-  function setForwardEnabled(enabled) {
+  // Forwarding needs a connected call whose caller is not on hold for a consult.
+  function updateForwardButtons() {
+    const enabled = card.dataset.state === "connected" && !consults.has(card.dataset.uniqueid);
     document.querySelectorAll("[data-forward-agency]").forEach((button) => { button.disabled = !enabled; });
   }
 
@@ -233,8 +251,13 @@
       if (form.dataset.reportId) body.report_id = Number(form.dataset.reportId);
       try {
         await Sigap.api("POST", `/api/calls/${encodeURIComponent(uniqueid)}/forward`, body);
-        show(format(text.forwarded, { agency: button.closest("tr").querySelector("th").textContent }), false);
-        if (body.mode === "consult") loadConsults();
+        const agency = button.closest("tr").querySelector("th").textContent;
+        if (body.mode === "consult") {
+          show(format(text.consult_started, { agency }), false);
+          loadConsults();
+        } else {
+          show(format(text.forwarded, { agency }), false);
+        }
       } catch (error) {
         failure(error);
       }
@@ -245,10 +268,10 @@
 
   const consultPanel = document.getElementById("consult-panel");
   const consultList = document.getElementById("consults");
-  const consults = new Map();
 
   function renderConsults() {
     consultPanel.hidden = consults.size === 0;
+    updateForwardButtons();
     consultList.replaceChildren(...[...consults.values()].map((consult) => {
       const finish = (how) => Sigap.el("button", {
         type: "button",
