@@ -232,8 +232,9 @@ class CallbackStore:
     async def pending_callbacks(
         self, *, since: datetime | None = None, limit: int = 50
     ) -> list[PendingCallback]:
-        """Return abandoned calls with a caller number and no answered callback,
-        newest arrival first, each with its attempts.
+        """Return abandoned calls with a caller number, no answered callback and no
+        later call from that number that someone answered, newest arrival first,
+        each with its attempts.
 
         `since` keeps the calls that arrived at or after it.
         """
@@ -243,6 +244,18 @@ class CallbackStore:
             .where(
                 CALLBACK_ATTEMPTS.c.call_id == CALLS.c.id,
                 CALLBACK_ATTEMPTS.c.outcome == CallbackOutcome.ANSWERED.value,
+            )
+            .exists()
+        )
+        # The same number called again later and reached someone: nobody needs to
+        # call that caller back any more.
+        later = CALLS.alias("later")
+        served_later = (
+            select(later.c.id)
+            .where(
+                later.c.caller_number == CALLS.c.caller_number,
+                later.c.arrived_at > CALLS.c.arrived_at,
+                later.c.answered_at.is_not(None),
             )
             .exists()
         )
@@ -261,6 +274,7 @@ class CallbackStore:
             CALLS.c.caller_number.is_not(None),
             CALLS.c.caller_number != "",
             ~reached,
+            ~served_later,
         )
         if since is not None:
             query = query.where(CALLS.c.arrived_at >= _aware_datetime("since", since))

@@ -32,6 +32,21 @@ async def test_pending_lists_abandoned_newest_first(store: CallStore, db: Databa
     assert pending[0].attempts == ()
 
 
+async def test_caller_answered_later_leaves_list(store: CallStore, db: Database) -> None:
+    await call(store, "1.1", "abandoned_in_queue", 1)
+    # The same caller called again two minutes later and op1 answered.
+    await store.upsert_call(
+        "1.3", outcome="answered", arrived_at=NOW + timedelta(minutes=3),
+        answered_at=NOW + timedelta(minutes=3, seconds=5), caller_number="+6281234567890",
+    )
+    after = await call(store, "1.5", "abandoned_before_queue", 5)
+    other = await call(store, "1.6", "abandoned_in_queue", 2, number="+6289999")
+
+    pending = await CallbackStore(db).pending_callbacks()
+
+    assert [item.call_id for item in pending] == [after, other]
+
+
 async def test_answered_callback_leaves_list(store: CallStore, db: Database) -> None:
     call_id = await call(store, "1.1", "abandoned_in_queue", 1)
     callbacks = CallbackStore(db)
