@@ -144,6 +144,37 @@ i18n.register({
     "console.state.unreachable": ("Tidak terjangkau", "Unreachable"),
     "console.state.unknown": ("Tidak diketahui", "Unknown"),
     "console.failed": ("Gagal: {message}", "Failed: {message}"),
+    # The API's errors are in English; these are the ones an operator meets during a
+    # call, by their stable code. Any other code shows the API's own message.
+    "console.error.agency_not_connected": (
+        "instansi belum menjawab konsultasi; tunggu, atau tutup telepon",
+        "the agency has not answered the consult yet; wait for it or hang up",
+    ),
+    "console.error.consult_in_progress": (
+        "penelepon sedang ditahan untuk konsultasi; gabungkan, serahkan, atau tunggu"
+        " sampai selesai",
+        "the caller is on hold for a consult; join, hand over, or wait for it to end",
+    ),
+    "console.error.no_consult": ("konsultasi ini sudah berakhir", "this consult has ended"),
+    "console.error.consult_completing": ("konsultasi ini sedang diselesaikan",
+                                         "this consult is being completed"),
+    "console.error.call_not_found": ("panggilan sudah berakhir", "the call has ended"),
+    "console.error.call_not_connected": (
+        "panggilan belum tersambung ke operator; konferensi dan konsultasi memerlukannya",
+        "the call is not connected to an operator; conference and consult need that",
+    ),
+    "console.error.agency_has_no_lines": ("instansi ini tidak punya saluran yang bertugas"
+                                          " sekarang", "this agency has no line staffed now"),
+    "console.error.asterisk_unavailable": ("PBX tidak terhubung; coba lagi sebentar lagi",
+                                           "the PBX is not connected; try again shortly"),
+    "console.error.asterisk_rejected": ("PBX menolak perintah; panggilan mungkin sudah"
+                                        " berakhir", "the PBX rejected the action; the call"
+                                        " may have ended"),
+    "console.error.report_conflict": (
+        "laporan sudah diubah orang lain; muat ulang halaman untuk melihat versi terbaru",
+        "someone else changed the report; reload the page to see the latest version",
+    ),
+    "console.error.forbidden": ("Anda tidak berhak melakukan ini", "you may not do this"),
     "console.outcome.calling": ("sedang memanggil", "calling"),
     "console.outcome.operator_no_answer": ("telepon operator tidak dijawab",
                                            "operator's phone not answered"),
@@ -186,7 +217,11 @@ JS_KEYS = (
     "diversion.low_priority", "consult_with", "consult_join", "consult_transfer",
     "consult_joined", "consult_transferred", "consult_ended", "consult_caller_gone",
     "consult_started", "unsaved_report", "discard_report",
-) + tuple(f"state.{s}" for s in (
+) + tuple(f"error.{code}" for code in (
+    "agency_not_connected", "consult_in_progress", "no_consult", "consult_completing",
+    "call_not_found", "call_not_connected", "agency_has_no_lines", "asterisk_unavailable",
+    "asterisk_rejected", "report_conflict", "forbidden",
+)) + tuple(f"state.{s}" for s in (
     "available", "ringing", "on_call", "wrapup", "paused", "logged_off", "unreachable",
     "unknown",
 )) + tuple(f"outcome.{o.value}" for o in CallbackOutcome)

@@ -63,7 +63,7 @@ async def test_consult_joined_from_console(
         await join.click()
         message = console.locator("#console-message")
         await expect(message).to_have_class(re.compile(r"\berror\b"))
-        await expect(message).to_contain_text("agency has not answered")
+        await expect(message).to_contain_text("instansi belum menjawab")
         await expect(row).to_be_visible()
         shots = [await screenshot(console, artifacts, "01-console-consult-ringing")]
 

@@ -32,7 +32,8 @@
   }
 
   function failure(error) {
-    show(format(text.failed, { message: error.message }), true);
+    const message = text[`error.${error.code}`] || error.message;
+    show(format(text.failed, { message }), true);
   }
 
   // Call card ---------------------------------------------------------------------
