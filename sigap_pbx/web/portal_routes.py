@@ -56,9 +56,10 @@ i18n.register({
     "portal.include_final": (
         "Tampilkan yang selesai", "Show resolved and false alarms"
     ),
+    # {count} is the number of new reports not acknowledged yet.
     "portal.new_report": (
-        "Laporan baru masuk: {count}. Klik untuk menutup.",
-        "New reports: {count}. Click to dismiss.",
+        "Laporan baru yang belum diterima: {count}. Klik untuk menutup.",
+        "New reports not yet acknowledged: {count}. Click to dismiss.",
     ),
     "portal.empty": ("Tidak ada laporan.", "No reports."),
     "portal.loading": ("Memuat…", "Loading…"),

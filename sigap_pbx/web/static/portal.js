@@ -4,6 +4,8 @@
 // the report fields from GET /api/reports. The page reloads it after every
 // (re)connect of the event stream, on each dispatch event and every
 // reload_seconds, because a dispatch made outside the web server sends no event.
+// The new-report banner counts the new dispatches still unacknowledged, and hides
+// once each of them is acknowledged.
 "use strict";
 
 (() => {
@@ -16,8 +18,12 @@
   const agencySelect = document.getElementById("agency-filter");
   const includeFinal = document.getElementById("include-final");
   const FINAL = new Set(["resolved", "false_alarm"]);
+  // The page requests at most this many dispatches from GET /api/dispatches.
+  const LIST_LIMIT = 200;
   // Ids of dispatches already shown or already alerted, so each alerts once.
   const known = new Set();
+  // Ids of the alerted dispatches not yet seen acknowledged: the banner's count.
+  const pending = new Set();
   let firstLoad = true;
   let loading = null;
   let reloadTimer = null;
@@ -35,18 +41,40 @@
     message.textContent = format(text.failed, { message: error.message });
   }
 
-  function alertNew(count) {
-    if (count <= 0) return;
-    const total = Number(alertBanner.dataset.count || 0) + count;
-    alertBanner.dataset.count = String(total);
-    alertBanner.textContent = format(text.new_report, { count: total });
-    alertBanner.hidden = false;
+  function showAlert() {
+    alertBanner.dataset.count = String(pending.size);
+    alertBanner.textContent = format(text.new_report, { count: pending.size });
+    alertBanner.hidden = pending.size === 0;
+  }
+
+  function alertNew(ids) {
+    if (!ids.length) return;
+    for (const id of ids) pending.add(id);
+    showAlert();
     Sigap.beep();
   }
 
+  // Drop from the banner the alerted dispatches that a new list shows acknowledged
+  // or leaves out (a final status, or another agency after a change of the agency
+  // filter). `requested` contains the ids pending when the list was requested, so
+  // an id alerted by an event during the request waits for the next list.
+  function settleAlert(dispatches, requested) {
+    const waiting = new Set(dispatches.filter((d) => d.status === "sent").map((d) => d.id));
+    const listed = new Set(dispatches.map((d) => d.id));
+    // Unacknowledged dispatches come first, so the list contains all of them
+    // unless it is full and still ends with one.
+    const last = dispatches[dispatches.length - 1];
+    const containsAllWaiting = dispatches.length < LIST_LIMIT || last.status !== "sent";
+    for (const id of requested) {
+      if (waiting.has(id)) continue;
+      if (listed.has(id) || containsAllWaiting) pending.delete(id);
+    }
+    showAlert();
+  }
+
   function dismissAlert() {
-    alertBanner.hidden = true;
-    alertBanner.dataset.count = "0";
+    pending.clear();
+    showAlert();
   }
 
   function localTime(iso) {
@@ -175,20 +203,22 @@
   }
 
   async function loadOnce() {
-    const query = new URLSearchParams({ limit: "200" });
+    const query = new URLSearchParams({ limit: String(LIST_LIMIT) });
     if (agency()) query.set("agency", agency());
     if (includeFinal.checked) query.set("all", "1");
+    const requested = [...pending];
     const body = await Sigap.api("GET", `/api/dispatches?${query}`);
     const reports = await reportsFor(body.dispatches);
-    let fresh = 0;
+    const fresh = [];
     for (const dispatch of body.dispatches) {
-      if (!known.has(dispatch.id) && dispatch.status === "sent" && !firstLoad) fresh += 1;
+      if (!known.has(dispatch.id) && dispatch.status === "sent" && !firstLoad) fresh.push(dispatch.id);
       known.add(dispatch.id);
     }
     firstLoad = false;
     list.replaceChildren(...body.dispatches.map((d) => card(d, reports.get(d.report_id))));
     message.classList.remove("error");
     message.textContent = body.dispatches.length ? "" : text.empty;
+    settleAlert(body.dispatches, requested);
     alertNew(fresh);
   }
 
@@ -244,7 +274,7 @@
       if (!concerns(event)) return;
       if (!known.has(event.id)) {
         known.add(event.id);
-        alertNew(1);
+        alertNew([event.id]);
       }
       reloadSoon();
     },
