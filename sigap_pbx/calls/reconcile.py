@@ -281,6 +281,14 @@ class Reconciler:
         self._lock = asyncio.Lock()
         self.reconciled_total = 0
 
+    def unsettled_calls(self) -> int:
+        """Return how many calls the last pass read as ended but left for a later one,
+        because their end is younger than `settle_seconds`."""
+        return sum(
+            1 for group in self._open.values()
+            if any(row.eventtype == "LINKEDID_END" for row in group)
+        )
+
     async def run_pass(self, reason: str) -> int:
         """Reconcile every finished call after the checkpoint; return how many were written."""
         async with self._lock:

@@ -209,6 +209,14 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         message=STRING, active=BOOLEAN, raised_at=TIME, cleared_at=nullable(TIME),
         acknowledged_at=nullable(TIME), acknowledged_by=nullable(STRING),
     ),
+    "WallboardAlarm": obj(
+        doc="An alarm as the wallboard shows it: the Alarm fields, with its time and "
+            "message in local time and the label's text key and values.",
+        id=nullable(INTEGER), kind=STRING, subject=STRING, severity=STRING,
+        message=STRING, active=BOOLEAN, raised_at=TIME, cleared_at=nullable(TIME),
+        acknowledged_at=nullable(TIME), acknowledged_by=nullable(STRING),
+        raised_local=STRING, message_local=STRING, label=ANY_OBJECT,
+    ),
     "Report": obj(
         doc="An incident report.",
         id=INTEGER, version=INTEGER,
@@ -485,7 +493,7 @@ OPERATIONS: dict[str, Operation] = {
         "The wallboard snapshot",
         response=obj(synced=BOOLEAN, primary_queue=STRING, queues=array(ANY_OBJECT),
                      operators=array(ANY_OBJECT), shift=nullable(ANY_OBJECT),
-                     figures=nullable(ANY_OBJECT), alarms=array(ref("Alarm"))),
+                     figures=nullable(ANY_OBJECT), alarms=array(ref("WallboardAlarm"))),
     ),
     "POST /api/wallboard/spy": Operation(
         "Listen to, whisper to or barge into an operator's call",

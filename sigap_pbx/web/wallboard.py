@@ -4,8 +4,9 @@
 already keeps: the live view (queue members and waiting callers, from AMI), the
 pause tracker and wrap-up guard (pause reasons and start times), endpoint health
 (unreachable phones), the call tracker (answer times), the shift reporter (this
-shift's figures so far) and the alarm board. GET /wallboard renders it, and
-GET /api/wallboard returns it.
+shift's figures so far) and the alarm board, with agency names from the agency
+directory for the alarm labels. GET /wallboard renders it, and GET /api/wallboard
+returns it.
 
 `attach(controller)` keeps open wallboards current: after a relevant AMI event
 or alarm change it publishes a "wallboard" snapshot to supervisors on
@@ -19,14 +20,17 @@ before a gap without saying so.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from sigap_pbx.agencies.dispatch import UNACKNOWLEDGED_ALARM
+from sigap_pbx.agencies.webhooks import ALARM_KIND as WEBHOOK_ALARM
 from sigap_pbx.clock import utc_now
 from sigap_pbx.live import Member
 from sigap_pbx.members.actions import PAUSE_REASONS
@@ -56,6 +60,9 @@ TICK_SECONDS = 1.0
 # Seconds a shift's figures are reused. Each build reads every call of the shift
 # from the store, so open pages share one read per second.
 FIGURES_CACHE_SECONDS = 1.0
+# Seconds the agency names that alarm labels show are reused, so a page that is
+# open does not read the agency directory every second.
+AGENCY_NAMES_CACHE_SECONDS = 30.0
 # Answer-time thresholds shown, in seconds from arrival at the PBX. They are the
 # shift report's ANSWER_THRESHOLDS.
 WITHIN_SECONDS = (10, 15, 20)
@@ -72,6 +79,19 @@ RINGING_STATUS = "ringing"
 # QueueMemberStatus `Status` values (AST_DEVICE_*) of a phone with no channel:
 # unknown and not in use. A ring that ended unseen ends with one of them.
 IDLE_DEVICE_STATUSES = frozenset({"0", "1"})
+
+# Alarm subjects that name a report sent to an agency (dispatch.alarm_subject) and
+# an agency whose webhook failed (WebhookSender). The page shows the report number
+# and the agency's name in their place.
+AGENCY_SUBJECTS = {
+    UNACKNOWLEDGED_ALARM: re.compile(r"^report:(?P<report>\d+):(?P<agency>.+)$"),
+    WEBHOOK_ALARM: re.compile(r"^webhook:(?P<agency>.+)$"),
+}
+# An ISO 8601 time with its UTC offset, as datetime.isoformat() writes it into alarm
+# messages.
+ISO_TIMESTAMP = re.compile(
+    r"\b\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})"
+)
 
 
 # Operator state ------------------------------------------------------------------
@@ -176,6 +196,63 @@ def _percent(part: int, whole: int) -> float | None:
     return None if whole == 0 else round(100 * part / whole, 1)
 
 
+# Alarms ----------------------------------------------------------------------------
+
+
+def alarm_label(alarm: dict[str, Any], agency_names: dict[str, str]) -> dict[str, Any]:
+    """Return the message key of an alarm's label on the page and the values it takes.
+
+    The key is the alarm's kind, and the values always contain `kind` and `subject`.
+    A report or webhook alarm also gets `report` and `agency` (the agency's name,
+    else its code). Such an alarm with a subject of another form gets the key
+    "other", whose label shows the kind and the raw subject.
+    """
+    kind = alarm["kind"]
+    subject = alarm["subject"]
+    values: dict[str, Any] = {"kind": kind, "subject": subject}
+    pattern = AGENCY_SUBJECTS.get(kind)
+    if pattern is None:
+        return {"key": kind, "values": values}
+    match = pattern.match(subject)
+    if match is None:
+        return {"key": "other", "values": values}
+    found = match.groupdict()
+    values["agency"] = agency_names.get(found["agency"]) or found["agency"]
+    if "report" in found:
+        values["report"] = found["report"]
+    return {"key": kind, "values": values}
+
+
+def local_timestamps(text: str, zone: tzinfo) -> str:
+    """Return `text` with each ISO 8601 time in it written as local time in `zone`."""
+
+    def local(match: re.Match[str]) -> str:
+        moment = datetime.fromisoformat(match.group(0)).astimezone(zone)
+        return moment.strftime("%Y-%m-%d %H:%M:%S %Z")
+
+    return ISO_TIMESTAMP.sub(local, text)
+
+
+def alarm_views(
+    alarms: list[dict[str, Any]], zone: tzinfo, agency_names: dict[str, str]
+) -> list[dict[str, Any]]:
+    """Return the alarms newest first, each with the fields the page shows.
+
+    `raised_local` is the raise time in `zone`, `message_local` the message with its
+    times in `zone`, and `label` comes from `alarm_label`.
+    """
+    views = []
+    for alarm in sorted(alarms, key=lambda alarm: alarm["raised_at"], reverse=True):
+        raised = datetime.fromisoformat(alarm["raised_at"]).astimezone(zone)
+        views.append({
+            **alarm,
+            "raised_local": raised.isoformat(),
+            "message_local": local_timestamps(alarm["message"], zone),
+            "label": alarm_label(alarm, agency_names),
+        })
+    return views
+
+
 # The wallboard ---------------------------------------------------------------------
 
 
@@ -194,11 +271,13 @@ class Wallboard:
         debounce_seconds: float = DEBOUNCE_SECONDS,
         tick_seconds: float = TICK_SECONDS,
         figures_cache_seconds: float = FIGURES_CACHE_SECONDS,
+        agency_names_cache_seconds: float = AGENCY_NAMES_CACHE_SECONDS,
     ) -> None:
         self.controller = controller
         self.debounce_seconds = debounce_seconds
         self.tick_seconds = tick_seconds
         self.figures_cache_seconds = figures_cache_seconds
+        self.agency_names_cache_seconds = agency_names_cache_seconds
         self.published = 0
         # Set by events that change what the page shows; `run` publishes after it.
         self.changed = asyncio.Event()
@@ -210,6 +289,8 @@ class Wallboard:
         self._ringing: dict[str, str] = {}
         self._figures: tuple[float, dict[str, Any]] | None = None
         self._figures_lock = asyncio.Lock()
+        # When the agency names were read, in time.monotonic(), and the names by code.
+        self._agency_names: tuple[float, dict[str, str]] | None = None
 
     # Listeners (called by the AMI client and the alarm board, must not block) -------
 
@@ -305,7 +386,9 @@ class Wallboard:
         self.observe_states()
         report = await self.shift_report()
         alarms = controller.alarms.snapshot() if controller.alarms is not None else []
-        alarms.sort(key=lambda alarm: alarm["raised_at"], reverse=True)
+        names: dict[str, str] = {}
+        if any(alarm["kind"] in AGENCY_SUBJECTS for alarm in alarms):
+            names = await self.agency_names()
         return {
             "generated_at": utc_now().isoformat(),
             "synced": bool(live.synced and controller.ami.connected),
@@ -315,7 +398,7 @@ class Wallboard:
             "shift": report.get("shift"),
             "figures": report.get("figures"),
             "figures_error": report.get("error"),
-            "alarms": alarms,
+            "alarms": alarm_views(alarms, controller.config.roster.zone, names),
             "pause_reasons": dict(PAUSE_REASONS),
         }
 
@@ -520,6 +603,32 @@ class Wallboard:
             return None
         remaining = (wrapup.deadline - self.controller.wrapup.clock()).total_seconds()
         return round(max(remaining, 0.0), 1)
+
+    # Alarms --------------------------------------------------------------------------
+
+    async def agency_names(self) -> dict[str, str]:
+        """Return agency names by code, reused for `agency_names_cache_seconds`.
+
+        Without an agency directory, or when reading it fails, the result is empty
+        and alarm labels show agency codes. A failure is logged once per period.
+        """
+        agencies = getattr(self.controller, "agencies", None)
+        if agencies is None:
+            return {}
+        cached = self._agency_names
+        if cached is not None and (
+            time.monotonic() - cached[0] < self.agency_names_cache_seconds
+        ):
+            return cached[1]
+        try:
+            listed = await agencies.list_agencies()
+            names = {agency.code: agency.name for agency in listed}
+        except Exception:
+            # The labels then show agency codes, which still name the agency.
+            log.exception("wallboard_agency_names_failed")
+            names = {}
+        self._agency_names = (time.monotonic(), names)
+        return names
 
     # Shift figures ---------------------------------------------------------------------
 

@@ -103,6 +103,8 @@ i18n.register({
     ),
     "wallboard.alarms": ("Alarm", "Alarms"),
     "wallboard.no_alarms": ("Tidak ada alarm aktif.", "No active alarms."),
+    # TV mode: the count of alarms that do not fit on the screen.
+    "wallboard.alarms_more": ("+{count} lagi", "+{count} more"),
     "wallboard.ack": ("Tangani", "Acknowledge"),
     "wallboard.acked_by": ("Ditangani oleh", "Acknowledged by"),
     "wallboard.spy_started": (
@@ -128,8 +130,9 @@ i18n.register({
     ),
     "wallboard.failed": ("Gagal", "Failed"),
     "wallboard.done": ("Selesai", "Done"),
-    # One label per alarm kind (docs/alarms.md). The alarm's own English message
-    # stays in the item's tooltip.
+    # One label per alarm kind (docs/alarms.md), filled with the values of
+    # wallboard.alarm_label. The alarm's own English message stays in the item's
+    # tooltip.
     "wallboard.alarm.endpoint_unreachable": (
         "Telepon {subject} tidak terjangkau", "Phone {subject} is unreachable"
     ),
@@ -150,11 +153,11 @@ i18n.register({
         "Callers have waited too long in queue {subject}",
     ),
     "wallboard.alarm.report_unacknowledged": (
-        "Instansi belum mengonfirmasi laporan ({subject})",
-        "The agency has not acknowledged the report ({subject})",
+        "Laporan #{report} · {agency} belum dikonfirmasi",
+        "Report #{report} · {agency} not acknowledged",
     ),
     "wallboard.alarm.webhook_failed": (
-        "Pengiriman webhook gagal ({subject})", "Webhook delivery failed ({subject})"
+        "Pengiriman webhook ke {agency} gagal", "Webhook delivery to {agency} failed"
     ),
     "wallboard.alarm.other": ("Alarm {kind}: {subject}", "Alarm {kind}: {subject}"),
     # Error codes of Wallboard.shift_report, shown under the shift figures.

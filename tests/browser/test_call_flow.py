@@ -183,6 +183,16 @@ async def test_call_from_queue_to_agency(
         await expect(wallboard.locator('[data-operator="op1"]')).to_have_attribute(
             "data-state", "available"
         )
+        # A call of an earlier test that ended moments ago is written by a later
+        # reconciliation pass, and would count in this shift's figures meanwhile.
+        await Stack.wait_for(
+            lambda: controller.reconciler.unsettled_calls() == 0, 30,
+            "earlier calls reconciled",
+        )
+        # The page then shows figures read after them (the server keeps them 1 s).
+        await asyncio.sleep(1.2)
+        await wallboard.reload()
+        await live(wallboard)
         offered_before = await figure(wallboard, "offered")
         answered_before = await figure(wallboard, "answered")
         await expect(console.locator("#call-card")).to_have_attribute("data-state", "idle")

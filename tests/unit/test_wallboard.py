@@ -6,6 +6,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -18,8 +19,11 @@ from sigap_pbx.web.wallboard import (
     FEED_KIND,
     OperatorState,
     Wallboard,
+    alarm_label,
+    alarm_views,
     attach,
     figures_from_report,
+    local_timestamps,
     operator_state,
 )
 from tests.unit.fake_ami import FakeAmiServer, ami_bytes, success, wait_until
@@ -365,6 +369,100 @@ async def test_snapshot_lists_alarms_newest_first(controller):
     assert [alarm["kind"] for alarm in snapshot["alarms"]] == [
         "nobody_available", "long_wait"]
     assert all(alarm["id"] is not None for alarm in snapshot["alarms"])
+
+
+PONTIANAK = ZoneInfo("Asia/Pontianak")
+
+
+def test_alarm_views_give_local_times():
+    alarm = {
+        "kind": "report_unacknowledged", "subject": "report:12:damkar",
+        "raised_at": "2026-12-04T17:30:00+00:00",
+        "message": "damkar has not acknowledged report 12 within 5 min of "
+                   "2026-12-04T17:24:59.123456+00:00; call the agency",
+    }
+    [view] = alarm_views([alarm], PONTIANAK, {"damkar": "Damkar"})
+    # Pontianak is UTC+7, so 17:30 UTC is past midnight there.
+    assert view["raised_local"] == "2026-12-05T00:30:00+07:00"
+    assert view["message_local"] == (
+        "damkar has not acknowledged report 12 within 5 min of "
+        "2026-12-05 00:24:59 WIB; call the agency"
+    )
+    assert view["message"] == alarm["message"]
+    assert view["label"] == {"key": "report_unacknowledged", "values": {
+        "kind": "report_unacknowledged", "subject": "report:12:damkar",
+        "report": "12", "agency": "Damkar"}}
+
+
+def test_local_timestamps_leave_other_text():
+    text = "report 2026-12-04 and 12:00 and version 2026-12-04T08:00:00"
+    assert local_timestamps(text, PONTIANAK) == text
+    assert local_timestamps("at 2026-12-04T08:00:00Z", PONTIANAK) == (
+        "at 2026-12-04 15:00:00 WIB")
+
+
+def test_alarm_label_values():
+    def label(kind: str, subject: str, names: dict[str, str] | None = None):
+        return alarm_label({"kind": kind, "subject": subject}, names or {})
+
+    # Without a name, the label shows the agency's code.
+    assert label("report_unacknowledged", "report:3:sar")["values"]["agency"] == "sar"
+    assert label("webhook_failed", "webhook:sar", {"sar": "Basarnas"}) == {
+        "key": "webhook_failed",
+        "values": {"kind": "webhook_failed", "subject": "webhook:sar",
+                   "agency": "Basarnas"}}
+    assert label("endpoint_unreachable", "op1") == {
+        "key": "endpoint_unreachable",
+        "values": {"kind": "endpoint_unreachable", "subject": "op1"}}
+    # A subject of another form falls back to the generic label with the raw subject.
+    assert label("report_unacknowledged", "report:x")["key"] == "other"
+
+
+class FakeAgencies:
+    """An agency directory whose listing returns `names` or raises `error`."""
+
+    def __init__(self, names: dict[str, str], error: Exception | None = None) -> None:
+        self.names = names
+        self.error = error
+        self.reads = 0
+
+    async def list_agencies(self) -> list[SimpleNamespace]:
+        self.reads += 1
+        if self.error is not None:
+            raise self.error
+        return [SimpleNamespace(code=code, name=name) for code, name in self.names.items()]
+
+
+async def test_snapshot_names_agencies_and_caches_names(controller):
+    controller.agencies = FakeAgencies({"damkar": "Damkar Pontianak"})
+    board = Wallboard(controller)
+    snapshot = await board.snapshot()
+    assert snapshot["alarms"] == []
+    # No alarm names an agency, so the directory is not read.
+    assert controller.agencies.reads == 0
+
+    controller.alarms.raise_alarm("report_unacknowledged", "report:4:damkar", "late")
+    first = await board.snapshot()
+    second = await board.snapshot()
+    for snapshot in (first, second):
+        [alarm] = snapshot["alarms"]
+        assert alarm["label"]["values"]["agency"] == "Damkar Pontianak"
+        # T0 is 08:00 UTC, 15:00 in the default zone (Asia/Pontianak).
+        assert alarm["raised_local"] == "2026-12-04T15:00:00+07:00"
+    assert controller.agencies.reads == 1
+
+
+async def test_agency_names_failure_shows_codes(controller):
+    controller.agencies = FakeAgencies({}, error=RuntimeError("database is locked"))
+    controller.alarms.raise_alarm("webhook_failed", "webhook:damkar", "failed")
+    board = Wallboard(controller, agency_names_cache_seconds=0)
+
+    snapshot = await board.snapshot()
+
+    [alarm] = snapshot["alarms"]
+    assert alarm["label"]["values"]["agency"] == "damkar"
+    await board.snapshot()
+    assert controller.agencies.reads == 2
 
 
 # Publishing --------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from sigap_pbx.roster.reporter import RosterUnavailable
 from sigap_pbx.store.accounts import Role, UserView
 from sigap_pbx.web import i18n
 from sigap_pbx.web.feed import Feed
-from sigap_pbx.web.wallboard import SpyResults
+from sigap_pbx.web.wallboard import SpyResults, alarm_label
 from sigap_pbx.web.wallboard_routes import SPY_CONTEXT
 from tests.unit.wallboard_fakes import FakeController, FakeReporter, event, member_event
 from tests.web_auth import signed_in_client
@@ -169,11 +169,28 @@ async def page_html(controller, lang=None, **user):
         await client.close()
 
 
+# A subject of each alarm kind, in the form its guard raises it with.
+ALARM_SUBJECTS = {
+    coverage.BELOW_MINIMUM: "operators",
+    coverage.NOBODY_AVAILABLE: "operators",
+    coverage.LONG_WAIT: "operators",
+    health.ALARM_KIND: "op1",
+    missed.ALARM_KIND: "op1",
+    UNACKNOWLEDGED_ALARM: "report:7:damkar",
+    webhooks.ALARM_KIND: "webhook:damkar",
+}
+
+
 @pytest.mark.parametrize("kind", ALARM_KINDS)
 def test_every_alarm_kind_has_label(kind):
-    indonesian, english = i18n.MESSAGES[f"wallboard.alarm.{kind}"]
-    assert "{subject}" in indonesian
-    assert "{subject}" in english
+    subject = ALARM_SUBJECTS[kind]
+    label = alarm_label({"kind": kind, "subject": subject}, {})
+    assert label["key"] == kind
+    for text in i18n.MESSAGES[f"wallboard.alarm.{kind}"]:
+        filled = text.format(**label["values"])
+        assert "{" not in filled
+        if ":" in subject:  # an internal subject, which the label replaces
+            assert subject not in filled
 
 
 async def test_alarms_show_translated_label(controller):
@@ -191,6 +208,52 @@ async def test_alarms_show_translated_label(controller):
     assert ">Phone op1 is gone<" not in indonesian
     assert "Callers have waited too long in queue operators" in english
     assert "Phone op1 is unreachable" in english
+
+
+async def test_report_alarms_name_report_and_agency(controller):
+    sent_at = datetime(2026, 12, 4, 7, 50, tzinfo=UTC)
+    controller.alarms.raise_alarm(
+        UNACKNOWLEDGED_ALARM, "report:7:damkar",
+        f"damkar has not acknowledged report 7 within 5 min of {sent_at.isoformat()}",
+        "critical",
+    )
+    controller.alarms.raise_alarm(webhooks.ALARM_KIND, "webhook:damkar", "webhook failed")
+
+    indonesian = alarm_list(await page_html(controller))
+    english = alarm_list(await page_html(controller, "en"))
+
+    assert "Laporan #7 · damkar belum dikonfirmasi" in indonesian
+    assert "Pengiriman webhook ke damkar gagal" in indonesian
+    assert "report:7:damkar" not in indonesian
+    assert "webhook:damkar" not in indonesian
+    assert "Report #7 · damkar not acknowledged" in english
+    assert "Webhook delivery to damkar failed" in english
+    # The tooltip gives the message's times in the site's zone (Asia/Pontianak).
+    assert "within 5 min of 2026-12-04 14:50:00 WIB" in indonesian
+    assert sent_at.isoformat() not in indonesian
+
+
+def alarm_list(html: str) -> str:
+    """Return the alarm list of a page, without the snapshot's JSON copy."""
+    start = html.index('<ul id="alarms"')
+    return html[start:html.index("</ul>", start)]
+
+
+async def test_alarm_time_is_local(controller):
+    # The fixture's alarm was raised at 08:00 UTC, which is 15:00 in Pontianak.
+    html = alarm_list(await page_html(controller))
+
+    assert '<span class="alarm-time">15:00</span>' in html
+    assert '<span class="alarm-time">08:00</span>' not in html
+
+
+async def test_long_names_have_titles(controller):
+    html = await page_html(controller)
+
+    assert 'class="caller-name" title="&lt;script&gt;alert(' in html
+    assert 'class="caller-number" title="0812&lt;i&gt;77"' in html
+    assert '<b class="operator-name" title="Operator 1">Operator 1</b>' in html
+    assert '<span id="alarms-more" class="muted" hidden></span>' in html
 
 
 async def test_figures_error_translated():
@@ -225,6 +288,7 @@ async def test_page_messages_carry_labels(controller):
 
     assert '"alarm.long_wait": "Callers have waited too long in queue {subject}"' in html
     assert '"alarm.other": "Alarm {kind}: {subject}"' in html
+    assert '"alarms_more": "+{count} more"' in html
     assert '"figures_error.roster_missing": "No roster is saved' in html
     assert '"pause_reason.missed_calls": "Missed calls"' in html
 

@@ -24,9 +24,10 @@
 
   const pauseLabel = (reason) => text[`pause_reason.${reason}`] || reason;
 
+  // The server picks the label's message key and its values (Wallboard alarm_label).
   function alarmLabel(alarm) {
-    const values = { kind: alarm.kind, subject: alarm.subject };
-    return fill(text[`alarm.${alarm.kind}`] || text["alarm.other"], values);
+    const { key, values } = alarm.label;
+    return fill(text[`alarm.${key}`] || text["alarm.other"], values);
   }
 
   function figuresErrorLabel(error) {
@@ -79,8 +80,8 @@
   function queueSection(queue) {
     const rows = queue.callers.map((caller) =>
       el("tr", { "data-caller": caller.uniqueid },
-        el("td", { class: "caller-number" }, caller.caller_number),
-        el("td", { class: "caller-name" }, caller.caller_name),
+        el("td", { class: "caller-number", title: caller.caller_number }, caller.caller_number),
+        el("td", { class: "caller-name", title: caller.caller_name }, caller.caller_name),
         el("td", { "data-field": "wait", "data-value": caller.wait_seconds }, duration(caller.wait_seconds))));
     if (!rows.length) rows.push(el("tr", { class: "empty" }, el("td", { class: "muted" }, text.no_callers)));
     const figure = (field, value, label, shown) =>
@@ -127,7 +128,9 @@
         title: context.own_endpoint ? null : text.no_phone,
       }, label);
     return el("tr", { "data-operator": operator.endpoint, "data-state": operator.state },
-      el("td", {}, el("b", {}, operator.name), " ", el("span", { class: "muted" }, operator.endpoint)),
+      el("td", { class: "operator" }, el("div", { class: "operator-cell" },
+        el("b", { class: "operator-name", title: operator.name }, operator.name), " ",
+        el("span", { class: "muted" }, operator.endpoint))),
       el("td", {}, el("span", { class: `badge state-${operator.state}`, "data-field": "state" },
         text[`state.${operator.state}`] || operator.state)),
       el("td", { "data-field": "duration" }, duration(operator.seconds)),
@@ -158,8 +161,8 @@
       tail = el("button", { type: "button", class: "ack-alarm", "data-alarm-id": alarm.id }, text.ack);
     }
     return el("li", { class: classes.join(" "), "data-alarm-id": alarm.id },
-      el("span", { class: "alarm-time" }, clock(alarm.raised_at)), " ",
-      el("span", { class: "alarm-message", "data-kind": alarm.kind, title: alarm.message },
+      el("span", { class: "alarm-time" }, clock(alarm.raised_local)), " ",
+      el("span", { class: "alarm-message", "data-kind": alarm.kind, title: alarm.message_local },
         alarmLabel(alarm)), " ", tail);
   }
 
@@ -167,6 +170,43 @@
     const items = snapshot.alarms.map(alarmItem);
     if (!items.length) items.push(el("li", { class: "muted empty" }, text.no_alarms));
     document.getElementById("alarms").replaceChildren(...items);
+    fitAlarms();
+  }
+
+  // In TV mode the alarm card ends at the bottom of the screen. Show only the
+  // alarms that fit whole, and count the others next to the card's title. Critical
+  // alarms get the room first, then the rest, and the newest come first within each
+  // group. The list keeps its newest-first order, because this only hides items.
+  function fitAlarms() {
+    const list = document.getElementById("alarms");
+    const more = document.getElementById("alarms-more");
+    const items = [...list.querySelectorAll("li.alarm")];
+    for (const item of items) item.hidden = false;
+    let hidden = 0;
+    if (document.body.classList.contains("wall") && items.length) {
+      const card = list.closest(".card");
+      const style = getComputedStyle(card);
+      const bottom = card.getBoundingClientRect().bottom - parseFloat(style.paddingBottom)
+        - parseFloat(style.borderBottomWidth);
+      if (items[items.length - 1].getBoundingClientRect().bottom > bottom) {
+        let room = bottom - list.getBoundingClientRect().top;
+        const heights = new Map(items.map((item) => [item, item.getBoundingClientRect().height]));
+        const critical = items.filter((item) => item.classList.contains("severity-critical"));
+        const others = items.filter((item) => !item.classList.contains("severity-critical"));
+        const visible = new Set();
+        for (const group of [critical, others]) {
+          for (const item of group) {
+            if (heights.get(item) > room) break;
+            room -= heights.get(item);
+            visible.add(item);
+          }
+        }
+        for (const item of items) item.hidden = !visible.has(item);
+        hidden = items.length - visible.size;
+      }
+    }
+    more.hidden = hidden === 0;
+    more.textContent = hidden ? fill(text.alarms_more, { count: hidden }) : "";
   }
 
   function render(snapshot) {
@@ -239,9 +279,14 @@
     if (wall) url.searchParams.set("tv", "1");
     else url.searchParams.delete("tv");
     window.history.replaceState(null, "", url);
+    fitAlarms();
   }
 
   document.addEventListener("click", onClick);
+  window.addEventListener("resize", fitAlarms);
+  // Fit the server's first view now, and again once the page's fonts have loaded.
+  fitAlarms();
+  document.fonts.ready.then(fitAlarms);
   if (!context.own_endpoint) {
     showMessage(text.no_phone, false);
     // TV mode hides this notice, because the spy buttons are hidden there too.
