@@ -99,7 +99,15 @@ async def test_controller_stop_leaves_asterisk_and_call(
     finally:
         if script.returncode is None:
             script.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(script.wait(), 90)
+            try:
+                await asyncio.wait_for(script.wait(), 90)
+            except TimeoutError:
+                os.killpg(script.pid, signal.SIGKILL)
+                await script.wait()
+                raise AssertionError(
+                    "scripts/run.sh did not stop within 90 s of SIGTERM; its log ends:\n"
+                    + log_path.read_text(errors="replace")[-3000:]
+                ) from None
 
     assert script.returncode == 143, log_path.read_text(errors="replace")[-3000:]
     await Stack.wait_for(lambda: not alive(pid), 30, "Asterisk stopped with the script")
