@@ -247,8 +247,8 @@ class CallbackStore:
             )
             .exists()
         )
-        # The same number called again later and reached someone: nobody needs to
-        # call that caller back any more.
+        # A later call from the same number was answered, so this caller needs no
+        # callback.
         later = CALLS.alias("later")
         served_later = (
             select(later.c.id)

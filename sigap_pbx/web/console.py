@@ -188,9 +188,9 @@ class CallCards:
         """Rebuild the cards from CoreShowChannels after an AMI login.
 
         A controller started during a call, or back after an AMI gap, missed the
-        AgentCalled and AgentConnect events: each phone in `phones` that rings for,
-        or talks to, a caller in the emergency dialplan gets its card again, and a
-        card whose call has gone ends.
+        AgentCalled and AgentConnect events. Each phone in `phones` that rings for,
+        or talks to, a caller in the emergency dialplan gets its card again. A card
+        whose call has ended is closed.
         """
         by_uniqueid = {c.get("Uniqueid") or "": c for c in channels}
         found: dict[str, Card] = {}
